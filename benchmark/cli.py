@@ -1,0 +1,532 @@
+"""The ``deblurbench`` command line: one subcommand per step of the workflow, plus ``deblur``.
+
+Every subcommand fails with one clear line on stderr and a non-zero exit, and writes its outputs
+under a temporary name before renaming them into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """An error whose message is the whole story for the user."""
+
+
+# -- configuration helpers ------------------------------------------------------------------------
+def _json_arg(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def load_profile(path: Path | None) -> dict[str, Any]:
+    """A profile YAML from ``config/`` (or any file of that shape); ``{}`` when none is given."""
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise CliError(f"{path}: cannot read the configuration ({err})") from err
+    if not isinstance(data, dict):
+        raise CliError(f"{path}: the configuration must be a mapping")
+    return data
+
+
+def method_setup(name: str, profile: Mapping[str, Any], method_cfg: Mapping[str, Any] | None,
+                 train_cfg: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(method, options, train settings) from the registry defaults and the configuration."""
+    from benchmark import registry
+    from benchmark.train import train_settings
+
+    method = registry.get(name)
+    per_method = dict(profile.get("methods", {}).get(name, {}))
+    per_method.update(method_cfg or {})
+    train_overrides = per_method.pop("train", {})
+    options = method.options(per_method)
+    base_train = {**profile.get("train", {}), **(train_cfg or {})}
+    settings = train_settings(base_train, method, train_overrides)
+    return method, options, settings
+
+
+def load_weights(method: Any, model: Any, path: Path) -> None:
+    """Weights written by ``deblurbench train`` (final or checkpoint), or the authors' release."""
+    from benchmark.train import load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise CliError(f"{path}: no such weights file")
+    state = load_checkpoint(path)
+    if isinstance(state, dict) and "generator" in state:
+        state = state["generator"]
+    try:
+        model.load_state_dict(state, strict=True)
+        return
+    except (RuntimeError, TypeError, AttributeError) as err:
+        if method.load_official is None:
+            raise CliError(f"{path}: does not fit method {method.name!r}: {str(err).splitlines()[0]}") from err
+    try:
+        method.load_official(model, path)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CliError(f"{path}: neither our weights nor the official release of {method.name!r}: {err}") from err
+
+
+def _run_options(weights: Path | None) -> dict[str, Any]:
+    """Options recorded beside weights written by ``deblurbench train`` (``run.json``)."""
+    if weights is None:
+        return {}
+    info = Path(weights).with_name("run.json")
+    return json.loads(info.read_text()).get("options", {}) if info.exists() else {}
+
+
+def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, device: Any) -> Any:
+    """The method's network with weights loaded, in eval mode; ``None`` for a classical method."""
+    if method.kind == "classical":
+        return None
+    if weights is None:
+        raise CliError(f"method {method.name!r} is trained: give its weights with --weights FILE")
+    model = method.build(options)
+    load_weights(method, model, weights)
+    return model.to(device).eval()
+
+
+def _atomic_dir(out: Path) -> Path:
+    """A fresh temporary sibling of ``out``; :func:`_commit_dir` renames it into place."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _commit_dir(tmp: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+# -- subcommands ----------------------------------------------------------------------------------
+def cmd_methods(args: argparse.Namespace) -> int:
+    from benchmark import registry
+    from models.generator import count_parameters
+
+    rows = []
+    for m in registry.available():
+        params = count_parameters(m.build(m.options())) if m.build is not None else 0
+        rows.append((m.name, m.display_name, m.kind, f"{params:,}", m.summary))
+    if args.json:
+        keys = ("name", "display_name", "kind", "params", "summary")
+        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
+        return 0
+    widths = [max(len(r[i]) for r in rows + [("name", "display name", "kind", "params", "")]) for i in range(4)]
+    header = ("name", "display name", "kind", "params")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)))
+    return 0
+
+
+def cmd_synthesise(args: argparse.Namespace) -> int:
+    from benchmark.synthetic import synthesise_gopro, synthesise_kohler
+
+    s = {**load_profile(args.config).get("data", {}).get("synthetic", {}), **(args.params or {})}
+    if not s:
+        raise CliError("synthesise needs --config PROFILE.yaml or --params JSON with the data.synthetic settings")
+    gopro = synthesise_gopro(args.out / "gopro", seed=s["seed"], train_pairs=s["train_pairs"],
+                             test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"])
+    kohler = synthesise_kohler(args.out / "kohler", seed=s["seed"] + 1, n_paths=s["kohler_paths"],
+                               size=s["kohler_size"], n_subframes=s["n_subframes"])
+    _write_text(args.out / "synthetic.json", json.dumps({"gopro": gopro, "kohler": kohler, "settings": s},
+                                                        indent=2, default=str))
+    print(f"synthesised {args.out}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from benchmark.data import build_crop_cache, gopro_pairs
+
+    pairs = gopro_pairs(args.data, args.split, args.blur_folder)
+    path = build_crop_cache(pairs, args.out)
+    print(f"crop cache of {len(pairs)} pairs at {path}")
+    return 0
+
+
+def _validation_set(data: Path, blur_folder: str, n: int) -> list[tuple[Any, Any]]:
+    from benchmark.data import gopro_pairs, read_image
+
+    pairs = gopro_pairs(data, "test", blur_folder)[:n] if n > 0 else []
+    return [(read_image(p.blurred), read_image(p.sharp)) for p in pairs]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from benchmark.data import CropSampler
+    from benchmark.train import Trainer, resolve_device, write_run_info
+
+    _threads(args.threads)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+    profile = load_profile(args.config)
+    method, options, settings = method_setup(args.method, profile, args.method_config, args.train)
+    if method.kind != "trained":
+        raise CliError(f"method {method.name!r} is classical: there is nothing to train")
+    missing = [k for k in ("lr", "lr_final", "epochs_constant", "epochs_decay", "batch_size", "crop", "seed")
+               if k not in settings]
+    if missing:
+        raise CliError(f"train settings lack {', '.join(missing)}: give --config PROFILE.yaml or --train JSON")
+    settings.setdefault("log_every", 10)
+    settings.setdefault("checkpoint_every", 100)
+    settings.setdefault("val_every", 1)
+    settings["quiet"] = args.quiet
+    device = resolve_device(args.device)
+    data_cfg = profile.get("data", {})
+    blur_folder = args.blur_folder or data_cfg.get("blur_folder", "blur")
+    val_n = args.validation_images if args.validation_images is not None else data_cfg.get("validation_images", 4)
+    sampler = CropSampler(args.cache, crop=settings["crop"], seed=settings["seed"],
+                          random_flip=settings.get("random_flip", False))
+    trainer = Trainer(method, options, settings, sampler, args.out, device,
+                      validation=_validation_set(args.data, blur_folder, val_n))
+    started = time.perf_counter()
+    weights = trainer.run(resume=args.resume, stop_after=args.stop_after)
+    write_run_info(args.out / "run.json", {
+        "method": method.name, "options": options, "settings": settings, "device": str(device),
+        "iterations": trainer.iteration, "total_iterations": trainer.total_iters,
+        "wall_seconds": trainer.wall_seconds, "this_call_seconds": time.perf_counter() - started,
+    })
+    if trainer.iteration < trainer.total_iters:
+        print(f"stopped after {trainer.iteration} of {trainer.total_iters} iterations; "
+              f"continue with --resume ({trainer.checkpoint_path})")
+    else:
+        print(f"trained {method.name}: {weights}")
+    return 0
+
+
+def _test_sets(args: argparse.Namespace) -> list[tuple[str, str, Path, str]]:
+    """(name, layout, root, blur folder) of every test set named on the command line."""
+    sets = []
+    if args.gopro:
+        sets.append(("gopro", "gopro", args.gopro, args.blur_folder))
+        if args.gamma:
+            sets.append(("gopro_gamma", "gopro", args.gopro, "blur_gamma"))
+    if args.kohler:
+        sets.append(("kohler", "kohler", args.kohler, ""))
+    if not sets:
+        raise CliError("name at least one test set: --gopro ROOT and/or --kohler ROOT")
+    return sets
+
+
+def _restore_jobs(layout: str, root: Path, blur_folder: str) -> list[tuple[Path, Path]]:
+    """(blurred input, output path relative to the set's output folder) for every test image."""
+    from benchmark.data import gopro_pairs, kohler_items
+
+    if layout == "gopro":
+        return [(p.blurred, Path(p.seq) / p.blurred.name) for p in gopro_pairs(root, "test", blur_folder)]
+    return [(k.blurred, Path(k.blurred.name)) for k in kohler_items(root)]
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from benchmark.data import read_image, write_image
+    from benchmark.train import resolve_device
+
+    _threads(args.threads)
+    profile = load_profile(args.config)
+    method, options, _ = method_setup(args.method, profile, {**_run_options(args.weights), **(args.options or {})})
+    device = resolve_device(args.device)
+    model = build_model(method, options, args.weights, device)
+    tmp = _atomic_dir(args.out)
+    summary = {"method": method.name, "sets": {}}
+    for name, layout, root, blur_folder in _test_sets(args):
+        jobs = _restore_jobs(layout, root, blur_folder)[: args.limit or None]
+        seconds = []
+        for blurred_path, rel in tqdm(jobs, desc=f"restore {method.name} ({name})", unit="img", disable=args.quiet):
+            blurred = read_image(blurred_path)
+            start = time.perf_counter()
+            restored = method.restore(model, blurred, options)
+            seconds.append(time.perf_counter() - start)
+            write_image(tmp / name / rel, restored)
+        summary["sets"][name] = {"images": len(jobs), "seconds": seconds}
+        print(f"restored {len(jobs)} {name} images with {method.name}")
+    _write_text(tmp / "restore.json", json.dumps(summary, indent=2))
+    _commit_dir(tmp, args.out)
+    return 0
+
+
+def _score_set(layout: str, root: Path, blur_folder: str, restored: Path, cw_ssim: bool, quiet: bool) -> list[dict]:
+    from tqdm import tqdm
+
+    from benchmark.data import gopro_pairs, kohler_items, read_image
+    from benchmark.metrics import kohler_score, score_image
+
+    rows = []
+    if layout == "gopro":
+        for p in tqdm(gopro_pairs(root, "test", blur_folder), desc="score", disable=quiet):
+            image = read_image(restored / p.seq / p.blurred.name)
+            rows.append({"image": f"{p.seq}/{p.blurred.name}",
+                         **score_image(image, read_image(p.sharp), with_cw_ssim=cw_ssim)})
+    else:
+        for k in tqdm(kohler_items(root), desc="score", disable=quiet):
+            result = kohler_score(read_image(restored / k.blurred.name), [read_image(f) for f in k.frames])
+            rows.append({"image": k.blurred.name, "psnr": result["psnr"], "ssim": result["ssim"],
+                         "best_frame": result["best_frame"]})
+    return rows
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    tmp = _atomic_dir(args.out)
+    for name, layout, root, blur_folder in _test_sets(args):
+        rows = _score_set(layout, root, blur_folder, args.restored / name, args.cw_ssim, args.quiet)
+        if not rows:
+            raise CliError(f"{root}: no test images found")
+        frame = pd.DataFrame(rows)
+        if args.method:
+            frame.insert(0, "method", args.method)
+        frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
+        print(f"scored {len(rows)} {name} images -> {args.out / (name + '.csv')}")
+    _commit_dir(tmp, args.out)
+    return 0
+
+
+def cmd_time(args: argparse.Namespace) -> int:
+    from benchmark.timing import time_method
+    from benchmark.train import resolve_device
+
+    _threads(args.threads)
+    profile = load_profile(args.config)
+    t = profile.get("timing", {})
+    method, options, _ = method_setup(args.method, profile, {**_run_options(args.weights), **(args.options or {})})
+    device = resolve_device(args.device)
+    if method.kind == "trained" and args.weights is None:
+        model = method.build(options).to(device).eval()  # timing does not depend on the weights' values
+    else:
+        model = build_model(method, options, args.weights, device)
+    classical = method.build is None
+    width = args.width or t.get("classical_width" if classical else "width", 1280)
+    height = args.height or t.get("classical_height" if classical else "height", 720)
+    result = time_method(method, model, options, width=width, height=height,
+                         warmup=args.warmup if args.warmup is not None else t.get("warmup", 2),
+                         runs=args.runs or t.get("runs", 10), device=device)
+    _write_text(args.out, json.dumps(result, indent=2))
+    print(f"{method.name}: median {result['median_s']:.4f} s at {width}x{height} on {result['device']}")
+    return 0
+
+
+def cmd_deblur(args: argparse.Namespace) -> int:
+    from benchmark.data import IMAGE_SUFFIXES, read_image_with_note, write_image
+    from benchmark.train import resolve_device
+
+    method, options, _ = method_setup(args.method, {}, {**_run_options(args.weights), **(args.options or {})})
+    model = build_model(method, options, args.weights, resolve_device(args.device))
+    source: Path = args.input
+    if source.is_dir():
+        inputs = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not inputs:
+            raise CliError(f"{source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        out_dir = args.out or source.with_name(source.name + "_deblurred")
+        targets = [out_dir / (p.stem + ".png") for p in inputs]
+    elif source.exists():
+        inputs = [source]
+        targets = [args.out or source.with_name(source.stem + "_deblurred.png")]
+    else:
+        raise CliError(f"{source}: no such file or folder")
+    for src, dst in zip(inputs, targets, strict=True):
+        image, note = read_image_with_note(src)
+        if note:
+            print(f"{src}: {note}")
+        write_image(dst, method.restore(model, image, options))
+        print(f"{src} -> {dst}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from benchmark import fetch
+
+    return fetch.run(args)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from benchmark import prepare
+
+    return prepare.run(args)
+
+
+def cmd_tables(args: argparse.Namespace) -> int:
+    from reports.tables import write_tables
+
+    write_tables(args.results, args.config, args.out)
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from reports.figures import write_figures
+
+    write_figures(args.results, args.config, args.out)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.render import render_report
+
+    render_report(args.results, args.config, args.out)
+    return 0
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, *, device: bool = False, config: bool = True) -> None:
+    if config:
+        p.add_argument("--config", type=Path, help="profile YAML (config/quick.yaml, ...) supplying defaults")
+    if device:
+        p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                       help="where to run (default: auto = cuda if available)")
+        p.add_argument("--threads", type=int, help="torch CPU threads for this process")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deblurbench",
+        description="Reproduction suite for the MSR2B multi-scale conditional GAN for image deblurring "
+                    "(Qi & Wang 2023). The Snakefile runs these steps; each also works on its own.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("methods", cmd_methods, "list the registered methods with their parameter counts")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    p = add("synthesise", cmd_synthesise, "make the embedded synthetic camera-shake data (GOPRO and Köhler layouts)")
+    p.add_argument("--out", type=Path, required=True, help="folder to create (gopro/ and kohler/ inside)")
+    p.add_argument("--params", type=_json_arg, help="JSON overriding the profile's data.synthetic settings")
+    _common(p)
+
+    p = add("cache", cmd_cache, "decode a GOPRO-layout split into a memory-mapped random-crop cache")
+    p.add_argument("--data", type=Path, required=True, help="GOPRO-layout root")
+    p.add_argument("--split", default="train", choices=("train", "test"))
+    p.add_argument("--blur-folder", default="blur", choices=("blur", "blur_gamma"))
+    p.add_argument("--out", type=Path, required=True, help="cache folder to write")
+
+    p = add("train", cmd_train, "train a method's network with the one training loop (resumable)")
+    p.add_argument("--method", required=True, help="registered method name (see `deblurbench methods`)")
+    p.add_argument("--data", type=Path, required=True, help="GOPRO-layout root (its test split validates)")
+    p.add_argument("--cache", type=Path, required=True, help="crop cache of the train split (`deblurbench cache`)")
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoint.pt, model.pt, log.csv, val.csv")
+    p.add_argument("--train", type=_json_arg, help="JSON overriding the profile's train section")
+    p.add_argument("--method-config", type=_json_arg, help="JSON of the method's options (and 'train' overrides)")
+    p.add_argument("--blur-folder", choices=("blur", "blur_gamma"), help="GOPRO blur folder for validation")
+    p.add_argument("--validation-images", type=int, help="test images scored each val_every epochs")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--stop-after", type=int, help="stop after this many iterations (a resumable checkpoint)")
+    p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (bitwise resume)")
+    _common(p, device=True)
+
+    def test_sets(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--gopro", type=Path, help="GOPRO-layout root: its test split is used")
+        p.add_argument("--kohler", type=Path, help="Köhler-layout root")
+        p.add_argument("--blur-folder", default="blur", choices=("blur", "blur_gamma"), help="GOPRO input folder")
+        p.add_argument("--gamma", action="store_true", help="also GOPRO's blur_gamma inputs (set gopro_gamma)")
+
+    p = add("restore", cmd_restore, "restore the test sets with a method, writing PNGs (one folder per set)")
+    p.add_argument("--method", required=True)
+    p.add_argument("--weights", type=Path, help="trained weights (model.pt / checkpoint.pt / official release)")
+    test_sets(p)
+    p.add_argument("--options", type=_json_arg, help="JSON of method options")
+    p.add_argument("--limit", type=int, help="only the first N images of each set")
+    p.add_argument("--out", type=Path, required=True, help="folder: <out>/gopro, <out>/kohler, ...")
+    _common(p, device=True)
+
+    p = add("score", cmd_score, "score restored images against the ground truth (a per-image CSV per set)")
+    test_sets(p)
+    p.add_argument("--restored", type=Path, required=True, help="folder written by `deblurbench restore`")
+    p.add_argument("--method", help="method name written into the CSVs")
+    p.add_argument("--cw-ssim", action="store_true", help="also CW-SSIM (pyiqa)")
+    p.add_argument("--out", type=Path, required=True, help="folder of CSVs: <out>/gopro.csv, <out>/kohler.csv")
+    _common(p, config=False)
+
+    p = add("time", cmd_time, "time a method at 1280x720 (median of N runs), with params and MACs")
+    p.add_argument("--method", required=True)
+    p.add_argument("--weights", type=Path, help="weights (optional: timing does not depend on their values)")
+    p.add_argument("--options", type=_json_arg)
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--runs", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--out", type=Path, required=True, help="JSON to write")
+    _common(p, device=True)
+
+    p = add("deblur", cmd_deblur, "deblur an image or a folder of images (end-user command)")
+    p.add_argument("input", type=Path, help="an image file or a folder of images")
+    p.add_argument("--method", default="msr2b", help="registered method (default: msr2b)")
+    p.add_argument("--weights", type=Path, help="weights of a trained method (model.pt, or an official release)")
+    p.add_argument("--options", type=_json_arg, help="JSON of method options (e.g. '{\"k\": 9}')")
+    p.add_argument("--out", type=Path, help="output file (image in) or folder (folder in)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    for name, func, help_ in (("tables", cmd_tables, "aggregate the per-image CSVs into the paper's tables"),
+                              ("figures", cmd_figures, "draw Fig. 5, the training curves and Figs. 6-8"),
+                              ("report", cmd_report, "render the self-contained HTML report")):
+        p = add(name, func, help_)
+        p.add_argument("--results", type=Path, required=True, help="results/<profile> folder")
+        p.add_argument("--out", type=Path, required=True)
+        _common(p)
+
+    for name, func, help_ in (("fetch", cmd_fetch, "download and verify GOPRO, Köhler or the VGG19 weights"),
+                              ("prepare", cmd_prepare, "verify a dataset tree against its known layout")):
+        p = add(name, func, help_)
+        module = __import__(f"benchmark.{name}", fromlist=["add_arguments"])
+        module.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as err:
+        print(f"deblurbench {args.command}: error: {err}", file=sys.stderr)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"deblurbench {args.command}: error: {message}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"deblurbench {args.command}: interrupted", file=sys.stderr)
+    return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The one registry of deblurring methods.
+
+A method is one module under ``baselines/`` (or in an installed package that exposes it through
+the ``deblurbench.methods`` entry-point group) which calls :func:`register` at import time. The
+workflow, the tables, the figures, the timing and ``deblurbench methods`` ask this registry and
+never keep a list of their own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+ENTRY_POINT_GROUP = "deblurbench.methods"
+
+Options = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Training:
+    """What the one training loop (:mod:`benchmark.train`) needs to train a method's network.
+
+    ``content_loss(options)`` builds a module called as ``loss(output, target) -> scalar``; the
+    output may be a list of scales (coarse to fine). ``build_critic(options)`` builds the critic of
+    a WGAN-GP method, or is ``None`` for a plain CNN. ``prepare_batch(blurred, sharp, generator)``
+    turns a batch of crop pairs in [-1, 1] into the method's own ``(input, target)`` (a patch
+    classifier draws its kernels there); ``None`` means ``(blurred, sharp)``.
+    """
+
+    content_loss: Callable[[Options], nn.Module]
+    build_critic: Callable[[Options], nn.Module] | None = None
+    prepare_batch: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad an NCHW tensor on the bottom/right so both sides are multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 HxWx3 -> float 1x3xHxW in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
+    return t / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float 1x3xHxW in [-1, 1] -> uint8 HxWx3, rounded and clipped as a PNG writer would."""
+    x = ((x[0].detach().float().cpu().permute(1, 2, 0) + 1.0) * 127.5).round().clamp(0, 255)
+    return x.to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def network_restore(model: nn.Module, image: np.ndarray, options: Options) -> np.ndarray:
+    """Restore with an image-to-image network mapping [-1, 1] to [-1, 1].
+
+    Sides are reflect-padded to the network's ``size_multiple`` (attribute, default 1) and cropped
+    back; a network that returns a list of scales is read at its last (finest) output.
+    """
+    device = next(model.parameters()).device
+    x, (h, w) = pad_to_multiple(to_tensor(image, device), getattr(model, "size_multiple", 1))
+    y = model(x)
+    if isinstance(y, list | tuple):
+        y = y[-1]
+    return to_uint8(y[..., :h, :w].clamp(-1, 1))
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method.
+
+    ``kind`` is ``"trained"`` (``build`` and ``training`` are required; the workflow trains it) or
+    ``"classical"`` (``restore`` is called with ``model=None``). ``restore(model, blurred, options)``
+    takes and returns uint8 HxWx3. ``paper_row`` is the row label of the method in the paper's
+    tables (``reports/paper_numbers.csv``); ``reference`` holds published numbers of a method
+    beyond the paper, keyed like that file's columns. ``deviations`` say exactly how this
+    implementation differs from the original; the report prints them beside the row.
+    ``load_official(model, path)`` loads the original authors' released weights strictly.
+    """
+
+    name: str
+    display_name: str
+    kind: Literal["trained", "classical"]
+    summary: str
+    restore: Callable[[nn.Module | None, np.ndarray, Options], np.ndarray] = network_restore
+    build: Callable[[Options], nn.Module] | None = None
+    training: Training | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    deviations: tuple[str, ...] = ()
+    paper_row: str | None = None
+    reference: Mapping[str, float] | None = None
+    load_official: Callable[[nn.Module, Path], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("trained", "classical"):
+            raise ValueError(f"method {self.name!r}: kind must be 'trained' or 'classical', not {self.kind!r}")
+        if self.kind == "trained" and (self.build is None or self.training is None):
+            raise ValueError(f"method {self.name!r}: a trained method needs build and training")
+
+    def options(self, overrides: Options | None = None) -> dict[str, Any]:
+        """The method's defaults with ``overrides`` (from the configuration) on top."""
+        return {**self.defaults, **(overrides or {})}
+
+
+_METHODS: dict[str, Method] = {}
+_discovered = False
+
+
+def register(method: Method) -> Method:
+    """Add a method; a second method of the same name is an error, never a silent overwrite."""
+    if method.name in _METHODS and _METHODS[method.name] is not method:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    _METHODS[method.name] = method
+    return method
+
+
+def discover() -> None:
+    """Import every module of ``baselines/`` and every entry point of the plug-in group, once."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import baselines
+
+    for module in pkgutil.iter_modules(baselines.__path__):
+        importlib.import_module(f"baselines.{module.name}")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
+
+
+def get(name: str) -> Method:
+    discover()
+    try:
+        return _METHODS[name]
+    except KeyError:
+        known = ", ".join(sorted(_METHODS)) or "none"
+        raise KeyError(f"unknown method {name!r} (registered: {known})") from None
+
+
+def available() -> list[Method]:
+    """Every registered method, in registration order."""
+    discover()
+    return list(_METHODS.values())

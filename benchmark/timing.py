@@ -1,0 +1,87 @@
+"""Inference time, parameters and MACs per method (SPEC section 6).
+
+A 1280x720 RGB image, batch 1, warm-up runs first, the device synchronised around each run, the
+median of at least 10 runs; disk I/O is excluded because the image is made in memory. Classical
+methods are timed through their ``restore`` on the CPU, at a size the configuration names.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmark.registry import Method, pad_to_multiple, to_tensor
+
+
+def hardware(device: torch.device) -> dict[str, str]:
+    """The device and CPU/GPU model the figures were measured on."""
+    info = {"device": device.type, "cpu": _cpu_model(), "torch": torch.__version__,
+            "torch_threads": str(torch.get_num_threads())}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def test_image(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A deterministic uint8 image: content does not change a network's cost, only its size."""
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def complexity(model: torch.nn.Module, width: int, height: int) -> dict[str, int]:
+    """Parameters and multiply-accumulates of one forward pass at ``width`` x ``height``."""
+    device = next(model.parameters()).device
+    x, _ = pad_to_multiple(to_tensor(test_image(width, height), device), getattr(model, "size_multiple", 1))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(x)
+    return {"params": sum(p.numel() for p in model.parameters()), "macs": counter.get_total_flops() // 2}
+
+
+def time_method(method: Method, model: torch.nn.Module | None, options: Mapping[str, Any], *,
+                width: int, height: int, warmup: int, runs: int, device: torch.device) -> dict[str, Any]:
+    """Median wall time of ``method.restore`` on one in-memory image, device synchronised."""
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"timing needs runs >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
+    image = test_image(width, height)
+    if model is not None:
+        model = model.to(device).eval()
+    samples = []
+    for i in range(warmup + runs):
+        _sync(device)
+        start = time.perf_counter()
+        method.restore(model, image, options)
+        _sync(device)
+        if i >= warmup:
+            samples.append(time.perf_counter() - start)
+    result: dict[str, Any] = {
+        "method": method.name, "width": width, "height": height, "runs": runs, "warmup": warmup,
+        "median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
+        **hardware(device),
+    }
+    if model is not None:
+        result |= complexity(model, width, height)
+    else:
+        result |= {"params": 0, "macs": None}
+    return result

@@ -1,0 +1,185 @@
+"""Aggregate per-image scores, timings and training logs into the paper's tables (CSV).
+
+Every number the report shows is written here as CSV first; the HTML only formats these files.
+Table values are means over test images; differences come with a paired bootstrap 95% CI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchmark import registry
+
+HEADLINE_SSIM = "ssim_matlab"
+SSIM_COLUMNS = ("ssim_matlab", "ssim_wang", "ssim_y", "cw_ssim")
+NOT_IMPLEMENTED = "not yet implemented"
+
+
+def paper_numbers() -> pd.DataFrame:
+    """The paper's Table 1 and Table 2, as transcribed in ``reports/paper_numbers.csv``."""
+    with resources.files("reports").joinpath("paper_numbers.csv").open() as f:
+        return pd.read_csv(f)
+
+
+def read_scores(results: Path, method: str, dataset: str) -> pd.DataFrame | None:
+    path = results / "scores" / method / f"{dataset}.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over paired images and its 95% percentile-bootstrap interval."""
+    diff = np.asarray(a, float) - np.asarray(b, float)
+    if diff.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, size=(n, diff.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)
+
+
+def _timing(results: Path, method: str) -> dict[str, Any]:
+    path = results / "timing" / f"{method}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def table2(results: Path) -> pd.DataFrame:
+    """One row per registered method, plus the paper's rows that have no implementation yet."""
+    paper = paper_numbers().query("table == 'table2'")
+    rows = []
+    for m in registry.available():
+        gopro, kohler, t = read_scores(results, m.name, "gopro"), read_scores(results, m.name, "kohler"), _timing(
+            results, m.name)
+        published = paper[paper.method == m.name].set_index("metric")["value"].to_dict() or dict(m.reference or {})
+        row = {"method": m.name, "row": m.display_name, "kind": m.kind, "status": "reproduced",
+               "gopro_psnr": gopro.psnr.mean() if gopro is not None else np.nan,
+               "gopro_ssim": gopro[HEADLINE_SSIM].mean() if gopro is not None else np.nan,
+               "kohler_psnr": kohler.psnr.mean() if kohler is not None else np.nan,
+               "kohler_ssim": kohler.ssim.mean() if kohler is not None else np.nan,
+               "time_s": t.get("median_s", np.nan), "time_size": f"{t.get('width')}x{t.get('height')}" if t else "",
+               "images_gopro": len(gopro) if gopro is not None else 0,
+               "images_kohler": len(kohler) if kohler is not None else 0}
+        for key, value in published.items():
+            row[f"paper_{key}"] = value
+        rows.append(row)
+    for method, group in paper.groupby("method", sort=False):
+        if method not in {r["method"] for r in rows}:
+            row = {"method": method, "row": group.row.iloc[0], "kind": "", "status": NOT_IMPLEMENTED}
+            row |= {f"paper_{k}": v for k, v in group.set_index("metric")["value"].items()}
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    for metric in ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim", "time_s"):
+        if f"paper_{metric}" not in frame:
+            frame[f"paper_{metric}"] = np.nan
+        frame[f"delta_{metric}"] = frame[metric] - frame[f"paper_{metric}"] if metric in frame else np.nan
+    return frame
+
+
+def table1(results: Path) -> pd.DataFrame:
+    """The block ablation: ResNet, Res2Net and MSR2B generators on the GOPRO test split."""
+    paper = paper_numbers().query("table == 'table1'")
+    rows = []
+    for method, group in paper.groupby("method", sort=False):
+        published = group.set_index("metric")["value"]
+        scores = read_scores(results, method, "gopro")
+        rows.append({"method": method, "row": group.row.iloc[0],
+                     "status": "reproduced" if scores is not None else NOT_IMPLEMENTED,
+                     "gopro_psnr": scores.psnr.mean() if scores is not None else np.nan,
+                     "gopro_ssim": scores[HEADLINE_SSIM].mean() if scores is not None else np.nan,
+                     "paper_gopro_psnr": published["gopro_psnr"], "paper_gopro_ssim": published["gopro_ssim"]})
+    frame = pd.DataFrame(rows)
+    for metric in ("gopro_psnr", "gopro_ssim"):
+        frame[f"delta_{metric}"] = frame[metric] - frame[f"paper_{metric}"]
+    return frame
+
+
+def differences(results: Path, base: str, others: list[str], dataset: str, n: int, seed: int) -> pd.DataFrame:
+    """``base`` minus each other method, per metric, with a paired bootstrap 95% CI over images."""
+    rows = []
+    a = read_scores(results, base, dataset)
+    ssim_col = HEADLINE_SSIM if dataset.startswith("gopro") else "ssim"
+    for other in others:
+        b = read_scores(results, other, dataset)
+        if a is None or b is None:
+            continue
+        merged = a.merge(b, on="image", suffixes=("_a", "_b"))
+        for metric in ("psnr", ssim_col):
+            mean, low, high = paired_bootstrap(merged[f"{metric}_a"], merged[f"{metric}_b"], n, seed)
+            rows.append({"dataset": dataset, "a": base, "b": other, "metric": metric, "difference": mean,
+                         "ci_low": low, "ci_high": high, "images": len(merged)})
+    return pd.DataFrame(rows, columns=["dataset", "a", "b", "metric", "difference", "ci_low", "ci_high", "images"])
+
+
+def metric_protocol(results: Path) -> pd.DataFrame:
+    """Table 2's GOPRO columns under every PSNR / SSIM variant and each GOPRO blur folder."""
+    rows = []
+    for m in registry.available():
+        for dataset, folder in (("gopro", "blur"), ("gopro_gamma", "blur_gamma")):
+            scores = read_scores(results, m.name, dataset)
+            if scores is None:
+                continue
+            numeric = scores.drop(columns=[c for c in ("method", "image") if c in scores]).mean()
+            rows.append({"method": m.name, "row": m.display_name, "input": folder, "images": len(scores),
+                         **numeric.to_dict()})
+    return pd.DataFrame(rows)
+
+
+def complexity(results: Path) -> pd.DataFrame:
+    rows = []
+    for m in registry.available():
+        t = _timing(results, m.name)
+        if t:
+            rows.append({"method": m.name, "row": m.display_name, **t})
+    return pd.DataFrame(rows)
+
+
+def fig5(results: Path, cfg: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curves: run, k, epoch, psnr) and (trade-off: k, params, final psnr) for the k sweep."""
+    method = registry.get(cfg["fig5"]["method"])
+    default_k = method.defaults.get("k")
+    curves, tradeoff = [], []
+    for k in cfg["fig5"]["k"]:
+        run = method.name if k == default_k else f"{method.name}-k{k}"
+        val, info = results / "train" / run / "val.csv", results / "train" / run / "run.json"
+        if not val.exists():
+            continue
+        v = pd.read_csv(val)
+        curves.append(v.assign(run=run, k=k))
+        params = None
+        if info.exists():
+            options = json.loads(info.read_text())["options"]
+            params = sum(p.numel() for p in method.build(options).parameters())
+        tradeoff.append({"run": run, "k": k, "params": params, "psnr": v.psnr.iloc[-1] if len(v) else np.nan})
+    return (pd.concat(curves) if curves else pd.DataFrame(columns=["run", "k", "epoch", "psnr"]),
+            pd.DataFrame(tradeoff))
+
+
+def write_tables(results: Path, config: Path, out: Path) -> None:
+    cfg = yaml.safe_load(Path(config).read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    n, seed = cfg["report"]["bootstrap"], cfg["report"]["seed"]
+    main = cfg["fig5"]["method"]
+    others = [m.name for m in registry.available() if m.name != main]
+    curves, tradeoff = fig5(results, cfg)
+    products = {
+        "table1.csv": table1(results),
+        "table2.csv": table2(results),
+        "table1_differences.csv": differences(results, main, ["resnet", "res2net"], "gopro", n, seed),
+        "table2_differences.csv": pd.concat([differences(results, main, others, d, n, seed)
+                                             for d in ("gopro", "kohler")]),
+        "metric_protocol.csv": metric_protocol(results),
+        "complexity.csv": complexity(results),
+        "fig5a.csv": curves,
+        "fig5b.csv": tradeoff,
+    }
+    for name, frame in products.items():
+        tmp = out / f".{name}.tmp"
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        tmp.replace(out / name)
