@@ -1,0 +1,451 @@
+"""Dataset readers, image I/O and the random-crop cache used for training.
+
+Layouts read here (``research/deblur-facts.md`` §5-6):
+
+- GOPRO: ``<root>/{train,test}/<sequence>/{blur,blur_gamma,sharp}/NNNNNN.png``, the same file
+  name in the blurred folder and in ``sharp``.
+- Köhler: ``<root>/BlurryImages/Blurry{i}_{j}.png`` and its ground-truth frames
+  ``<root>/Image{i}/Kernel{j}/GroundTruth{i}_{j}_{frame}.png`` (frame counted from 1).
+
+The crop cache (:func:`build_crop_cache`, :class:`CropCache`, :class:`CropSampler`) decodes a
+split once into uint8 ``.npy`` files that are memory-mapped, so a training step costs one slice
+copy rather than two PNG decodes of a 1280x720 image.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+GOPRO_SPLITS = ("train", "test")
+
+
+# -- image I/O ------------------------------------------------------------------------------------
+def _to_rgb(image: Image.Image) -> tuple[np.ndarray, str | None]:
+    """The pixels of a decoded PIL image as uint8 HxWx3 RGB, and what had to change to get there."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).copy(), None
+    if mode in ("L", "1"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), "converted grayscale to RGB"
+    if mode == "LA":
+        rgb = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+        return rgb, "dropped alpha channel; converted grayscale to RGB"
+    if mode in ("RGBA", "RGBa"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), "dropped alpha channel"
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grayscale PNGs decode to these modes; 65535 / 257 = 255 maps the full range.
+        values = np.asarray(image, dtype=np.float64)
+        gray = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2), f"converted 16-bit grayscale ({mode}) to 8-bit RGB"
+    if mode == "P" and "transparency" in image.info:
+        return np.asarray(image.convert("RGBA").convert("RGB"), dtype=np.uint8).copy(), \
+            "converted palette to RGB; dropped alpha channel"
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), f"converted {mode} to RGB"
+
+
+def read_image_with_note(path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
+    """Read an image file as uint8 HxWx3 RGB, with a note saying what was converted (or ``None``).
+
+    Grayscale becomes three equal channels, alpha is dropped (not composited), 16-bit grayscale is
+    scaled to 8 bit, and an EXIF orientation tag is applied so the array looks like the photo.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            notes = []
+            image = opened
+            if opened.getexif().get(0x0112, 1) != 1:  # 0x0112: EXIF Orientation
+                image = ImageOps.exif_transpose(opened)
+                notes.append("applied EXIF orientation")
+            array, note = _to_rgb(image)
+    except UnidentifiedImageError as err:
+        raise ValueError(f"{path}: not an image file PIL can read") from err
+    except OSError as err:
+        raise ValueError(f"{path}: unreadable image ({err})") from err
+    if note:
+        notes.append(note)
+    return array, "; ".join(notes) or None
+
+
+def read_image(path: str | os.PathLike[str], *, convert: bool = True) -> np.ndarray:
+    """Read an image file as uint8 HxWx3 RGB.
+
+    With ``convert=True`` other modes are converted (the note is logged at INFO level); with
+    ``convert=False`` anything that needed a conversion raises ValueError naming the file.
+    """
+    array, note = read_image_with_note(path)
+    if note:
+        if not convert:
+            raise ValueError(f"{path}: not an 8-bit RGB image ({note} would be needed)")
+        logger.info("%s: %s", path, note)
+    return array
+
+
+def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write a uint8 HxWx3 (or HxW) array atomically: temporary name in the same folder, then rename."""
+    path = Path(path)
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
+        raise ValueError(f"{path}: expected a uint8 HxWx3 or HxW array, got {array.dtype} {array.shape}")
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{path}: unknown image suffix {path.suffix!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            Image.fromarray(np.ascontiguousarray(array)).save(handle, format=image_format)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # orientations that swap the sides
+                width, height = height, width
+    except UnidentifiedImageError as err:
+        raise ValueError(f"{path}: not an image file PIL can read") from err
+    return height, width
+
+
+# -- GOPRO ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Pair:
+    """One GOPRO blurred/sharp pair: sequence folder, file name, and the two files."""
+
+    seq: str
+    name: str
+    blurred: Path
+    sharp: Path
+
+
+def _image_names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def gopro_pairs(root: str | os.PathLike[str], split: str, blur_folder: str = "blur") -> list[Pair]:
+    """Every pair of one GOPRO-layout split, sorted by sequence then file name.
+
+    Raises FileNotFoundError naming the missing folder, and ValueError when a sequence's blurred
+    and sharp folders do not hold the same file names or the split holds no pairs.
+    """
+    split_dir = Path(root) / split
+    if split not in GOPRO_SPLITS:
+        raise ValueError(f"{split_dir}: unknown GOPRO split {split!r} (expected one of {GOPRO_SPLITS})")
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"{split_dir}: GOPRO split folder not found "
+                                f"(expected <root>/{split}/<sequence>/)")
+    pairs = []
+    for seq_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        blurred_dir, sharp_dir = seq_dir / blur_folder, seq_dir / "sharp"
+        for folder in (blurred_dir, sharp_dir):
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{folder}: folder not found "
+                                        f"(GOPRO sequences hold {blur_folder}/ and sharp/)")
+        blurred_names, sharp_names = _image_names(blurred_dir), _image_names(sharp_dir)
+        if blurred_names != sharp_names:
+            only_blurred = sorted(blurred_names - sharp_names)[:3]
+            only_sharp = sorted(sharp_names - blurred_names)[:3]
+            raise ValueError(f"{seq_dir}: {blur_folder}/ and sharp/ hold different file names "
+                             f"(only in {blur_folder}/: {only_blurred}, only in sharp/: {only_sharp})")
+        pairs.extend(Pair(seq_dir.name, name, blurred_dir / name, sharp_dir / name)
+                     for name in sorted(blurred_names))
+    if not pairs:
+        raise ValueError(f"{split_dir}: no image pairs found")
+    return pairs
+
+
+# -- Köhler ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KohlerItem:
+    """One Köhler blurred image (image ``image``, camera shake ``kernel``) and its ground-truth frames."""
+
+    image: int
+    kernel: int
+    blurred: Path
+    frames: tuple[Path, ...]
+
+
+_BLURRY = re.compile(r"Blurry(\d+)_(\d+)\.png")
+
+
+def kohler_items(root: str | os.PathLike[str]) -> list[KohlerItem]:
+    """Every Köhler blurred image with its ground-truth frames (sorted by frame number),
+    ordered by (image, kernel)."""
+    root = Path(root)
+    blurry_dir = root / "BlurryImages"
+    if not blurry_dir.is_dir():
+        raise FileNotFoundError(f"{blurry_dir}: Köhler folder not found "
+                                "(expected BlurryImages/Blurry<i>_<j>.png)")
+    items = []
+    for path in blurry_dir.iterdir():
+        match = _BLURRY.fullmatch(path.name)
+        if not match:
+            continue
+        i, j = int(match[1]), int(match[2])
+        frame_dir = root / f"Image{i}" / f"Kernel{j}"
+        if not frame_dir.is_dir():
+            raise FileNotFoundError(f"{frame_dir}: ground-truth frames of {path.name} not found")
+        frame_pattern = re.compile(rf"GroundTruth{i}_{j}_(\d+)\.png")
+        numbered = [(int(m[1]), p) for p in frame_dir.iterdir() if (m := frame_pattern.fullmatch(p.name))]
+        if not numbered:
+            raise ValueError(f"{frame_dir}: no GroundTruth{i}_{j}_<frame>.png frames")
+        items.append(KohlerItem(i, j, path, tuple(p for _, p in sorted(numbered))))
+    if not items:
+        raise ValueError(f"{blurry_dir}: no Blurry<i>_<j>.png images")
+    return sorted(items, key=lambda item: (item.image, item.kernel))
+
+
+# -- crop cache -----------------------------------------------------------------------------------
+CACHE_INDEX = "index.json"
+CACHE_STACK = "pairs.npy"
+CACHE_FORMAT = 1
+
+
+def build_crop_cache(pairs: Sequence[Pair], cache_dir: str | os.PathLike[str]) -> Path:
+    """Decode ``pairs`` once into a memory-mappable cache folder and return its path.
+
+    Layout: ``index.json`` (sources and sizes of the pairs, in order) and, when every image has
+    the same size (GOPRO: 1280x720), one ``pairs.npy`` of shape [N, 2, H, W, 3] uint8 (index 0
+    blurred, 1 sharp); otherwise one ``pair_NNNNNN.npy`` of shape [2, H, W, 3] per pair. The folder
+    is built under a temporary name and renamed into place; an existing cache there is replaced.
+    """
+    cache_dir = Path(cache_dir)
+    if not pairs:
+        raise ValueError(f"{cache_dir}: no pairs to cache")
+    shapes = []
+    for pair in pairs:
+        blurred_shape, sharp_shape = _image_size(pair.blurred), _image_size(pair.sharp)
+        if blurred_shape != sharp_shape:
+            raise ValueError(f"pair {pair.seq}/{pair.name}: blurred {pair.blurred} is "
+                             f"{blurred_shape[1]}x{blurred_shape[0]} but sharp {pair.sharp} is "
+                             f"{sharp_shape[1]}x{sharp_shape[0]}")
+        shapes.append(blurred_shape)
+    layout = "stack" if len(set(shapes)) == 1 else "per_pair"
+
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", suffix=".tmp", dir=cache_dir.parent))
+    try:
+        stack = None
+        if layout == "stack":
+            stack = np.lib.format.open_memmap(tmp / CACHE_STACK, mode="w+", dtype=np.uint8,
+                                              shape=(len(pairs), 2, *shapes[0], 3))
+        for index, (pair, shape) in enumerate(zip(pairs, shapes, strict=True)):
+            decoded = np.stack([read_image(pair.blurred), read_image(pair.sharp)])
+            if decoded.shape[1:3] != shape:
+                raise ValueError(f"pair {pair.seq}/{pair.name}: decoded size {decoded.shape[1:3]} "
+                                 f"differs from its header {shape}")
+            if stack is not None:
+                stack[index] = decoded
+            else:
+                np.save(tmp / _pair_file(index), decoded)
+        if stack is not None:
+            stack.flush()
+            del stack
+        index_record = {
+            "format": CACHE_FORMAT,
+            "layout": layout,
+            "pairs": [{"seq": p.seq, "name": p.name, "blurred": str(p.blurred), "sharp": str(p.sharp),
+                       "height": h, "width": w} for p, (h, w) in zip(pairs, shapes, strict=True)],
+        }
+        (tmp / CACHE_INDEX).write_text(json.dumps(index_record, indent=1))
+        replace_dir(tmp, cache_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return cache_dir
+
+
+def _pair_file(index: int) -> str:
+    return f"pair_{index:06d}.npy"
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move the finished folder ``new`` to ``target``.
+
+    A previous ``target`` is moved aside first (a rename cannot replace a non-empty folder), put
+    back if the move fails, and deleted once the new folder is in place.
+    """
+    old = None
+    if target.exists():
+        aside = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
+        old = Path(aside) / target.name
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old.parent, ignore_errors=True)
+
+
+class CropCache:
+    """Read access to a cache folder written by :func:`build_crop_cache`."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str], *, max_open: int = 256) -> None:
+        self.path = Path(cache_dir)
+        index_path = self.path / CACHE_INDEX
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{index_path}: not a crop cache (build it with `deblurbench cache`)")
+        record = json.loads(index_path.read_text())
+        if record.get("format") != CACHE_FORMAT:
+            raise ValueError(f"{index_path}: cache format {record.get('format')!r}, "
+                             f"expected {CACHE_FORMAT}; rebuild it")
+        self.layout: str = record["layout"]
+        self.entries: list[dict[str, Any]] = record["pairs"]
+        self.shapes = [(int(e["height"]), int(e["width"])) for e in self.entries]
+        self._stack = None
+        if self.layout == "stack":
+            self._stack = np.load(self.path / CACHE_STACK, mmap_mode="r")
+            if self._stack.shape[0] != len(self.entries):
+                raise ValueError(f"{self.path / CACHE_STACK}: holds {self._stack.shape[0]} pairs, "
+                                 f"index lists {len(self.entries)}; rebuild the cache")
+        # Each memmap keeps a file descriptor open, so the per-pair layout keeps only the most
+        # recently used ones open.
+        self._open_pair = functools.lru_cache(maxsize=max_open)(self._load_pair)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def label(self, index: int) -> str:
+        """``sequence/name`` of a pair, for messages."""
+        entry = self.entries[index]
+        return f"{entry['seq']}/{entry['name']}"
+
+    def _load_pair(self, index: int) -> np.ndarray:
+        return np.load(self.path / _pair_file(index), mmap_mode="r")
+
+    def pair(self, index: int) -> np.ndarray:
+        """The memory-mapped [2, H, W, 3] uint8 array of one pair (0 blurred, 1 sharp)."""
+        if self._stack is not None:
+            return self._stack[index]
+        return self._open_pair(index)
+
+
+class CropSampler:
+    """Seeded random aligned crops from a :class:`CropCache`, as [-1, 1] NCHW float tensors.
+
+    An epoch is one random crop of each pair, the pairs in a seeded permutation (SPEC §4). The
+    permutation, the crop corners and the flips of epoch ``e`` are all drawn from
+    ``numpy.random.default_rng([seed, e])``, so the sampler's whole state is ``(epoch, position)``
+    and a resumed sampler yields exactly the batches the uninterrupted one would. A batch never
+    spans two epochs: the last batch of an epoch is shorter when the batch size does not divide
+    the number of pairs (``ceil(len / batch_size)`` batches per epoch).
+
+    ``random_flip`` flips both images of a pair horizontally and, independently, vertically, each
+    with probability 1/2.
+    """
+
+    def __init__(self, cache: CropCache | str | os.PathLike[str], crop: int, seed: int, *,
+                 random_flip: bool = False) -> None:
+        self.cache = cache if isinstance(cache, CropCache) else CropCache(cache)
+        if crop < 1:
+            raise ValueError(f"crop size must be positive, got {crop}")
+        for index, (height, width) in enumerate(self.cache.shapes):
+            if height < crop or width < crop:
+                raise ValueError(f"pair {self.cache.label(index)} is {width}x{height}, smaller than the "
+                                 f"{crop}x{crop} crop")
+        self.crop, self.seed, self.random_flip = int(crop), int(seed), bool(random_flip)
+        self._free = np.array(self.cache.shapes, dtype=np.int64) - self.crop + 1  # corner choices per axis
+        self._epoch = 0
+        self._position = 0
+        self._plan_epoch = -1
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return self._epoch
+
+    @property
+    def position(self) -> int:
+        """How many pairs of the current epoch have been sampled."""
+        return self._position
+
+    def _plan(self) -> None:
+        """Draw the current epoch's order, crop corners and flips (once per epoch)."""
+        if self._plan_epoch == self._epoch:
+            return
+        rng = np.random.default_rng([self.seed, self._epoch])
+        n = len(self)
+        self._order = rng.permutation(n)
+        self._tops = rng.integers(0, self._free[self._order, 0])
+        self._lefts = rng.integers(0, self._free[self._order, 1])
+        self._flips = rng.random((n, 2)) < 0.5
+        self._plan_epoch = self._epoch
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``(blurred, sharp)`` batch, each float32 [B, 3, crop, crop] in [-1, 1]."""
+        if batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {batch_size}")
+        self._plan()
+        stop = min(self._position + batch_size, len(self))
+        c = self.crop
+        batch = np.empty((stop - self._position, 2, c, c, 3), dtype=np.uint8)
+        for slot, k in enumerate(range(self._position, stop)):
+            top, left = self._tops[k], self._lefts[k]
+            crop = self.cache.pair(int(self._order[k]))[:, top:top + c, left:left + c]
+            if self.random_flip:
+                flip_horizontal, flip_vertical = self._flips[k]
+                if flip_horizontal:
+                    crop = crop[:, :, ::-1]
+                if flip_vertical:
+                    crop = crop[:, ::-1]
+            batch[slot] = crop
+        self._position = stop
+        if self._position == len(self):
+            self._epoch += 1
+            self._position = 0
+        tensors = torch.from_numpy(batch).permute(1, 0, 4, 2, 3).contiguous().float().div_(127.5).sub_(1.0)
+        return tensors[0], tensors[1]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless single-pair batches."""
+        while True:
+            yield self.next_batch(1)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this sampler is (plain ints and bools)."""
+        return {"seed": self.seed, "crop": self.crop, "pairs": len(self), "random_flip": self.random_flip,
+                "epoch": self._epoch, "position": self._position}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output; refuses a state taken on another cache or setting."""
+        mine = self.state_dict()
+        for key in ("seed", "crop", "pairs", "random_flip"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"sampler state was saved with {key}={state.get(key)!r}, this sampler has "
+                                 f"{key}={mine[key]!r} (cache {self.cache.path})")
+        position = int(state["position"])
+        if not 0 <= position < len(self):
+            raise ValueError(f"sampler state position {position} outside 0..{len(self) - 1}")
+        self._epoch, self._position = int(state["epoch"]), position
