@@ -1,0 +1,127 @@
+"""The paper's losses (section 3.3): WGAN-GP for the critic and the generator, and the perceptual loss.
+
+L_D = mean D(G(B)) - mean D(S) + mu * GP;  L_G = -mean D(G(B)) + lambda * L_pers, where L_pers is the
+MSE between VGG19 ``features[:15]`` (conv3_3 before its ReLU) of the sharp and restored images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import vgg19
+
+VGG19_FILE = "vgg19-dcbb9e9d.pth"
+VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
+# torchvision itself checks only the 8-hex prefix in the file name; the full digest (574,673,361 bytes)
+# is the one several independent published weight manifests agree on.
+VGG19_SHA256 = "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
+VGG19_LAYERS = 15  # features[:15] ends at conv3_3, before its ReLU
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: mean over samples of (||grad D(x_hat)|| - 1)^2, one alpha per sample, the norm over all
+    of a sample's dimensions, x_hat = alpha * real + (1 - alpha) * fake."""
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                gp_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """mean D(fake) - mean D(real) + gp_weight * GP, with ``fake`` detached here.
+
+    The stats hold the Wasserstein estimate mean D(real) - mean D(fake) and the unweighted penalty."""
+    fake = fake.detach()
+    wasserstein_estimate = critic(real).mean() - critic(fake).mean()
+    gp = gradient_penalty(critic, real, fake)
+    loss = -wasserstein_estimate + gp_weight * gp
+    return loss, {"wasserstein_estimate": wasserstein_estimate.item(), "gradient_penalty": gp.item()}
+
+
+def generator_adversarial_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """-mean D(fake): gradients flow into ``fake`` (the caller freezes the critic's parameters)."""
+    return -critic(fake).mean()
+
+
+def vgg19_weights_path(cache_dir: Path | None = None) -> Path:
+    """Where torchvision keeps ``vgg19-dcbb9e9d.pth`` (or ``cache_dir``)."""
+    return Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints") / VGG19_FILE
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = None) -> nn.Sequential:
+    """VGG19 ``features[:15]``, frozen and in eval mode.
+
+    ``imagenet``: torchvision's ``vgg19-dcbb9e9d.pth`` from the torch hub checkpoint folder (or
+    ``cache_dir``), SHA-256 checked, never downloaded. ``random``: torchvision's own initialisation under
+    a seeded, forked CPU generator, so the global RNG is left as it was. Random
+    features are a deviation from the paper, for machines without the weights."""
+    if weights == "imagenet":
+        path = vgg19_weights_path(cache_dir)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: the ImageNet VGG19 weights are not there. Run `deblurbench fetch vgg19`, "
+                f"or download {VGG19_URL} into {path.parent}, "
+                "or use perceptual_weights: random (a deviation from the paper).")
+        actual = sha256_of(path)
+        if actual != VGG19_SHA256:
+            raise ValueError(f"{path}: SHA-256 {actual} is not the expected {VGG19_SHA256} "
+                             "(a partial or corrupted download?); delete the file and fetch it again")
+        net = vgg19(weights=None)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    elif weights == "random":
+        # The network is built on the CPU, so only the CPU generator is forked and seeded;
+        # torch.manual_seed would also reseed (and so disturb) every CUDA generator.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            net = vgg19(weights=None)
+    else:
+        raise ValueError(f"perceptual weights must be 'imagenet' or 'random', not {weights!r}")
+    features = net.features[:VGG19_LAYERS].eval()
+    for p in features.parameters():
+        p.requires_grad_(False)
+    return features
+
+
+class PerceptualLoss(nn.Module):
+    """MSE between VGG19 conv3_3 (pre-ReLU) features of the restored and the sharp image.
+
+    Inputs are in [-1, 1]. ``normalize=True`` maps them to [0, 1] and applies ImageNet mean/std (what
+    the torchvision weights expect); ``normalize=False`` feeds [-1, 1] unchanged, as DeblurGAN did.
+    The in-place ReLUs inside the slice never touch its output, which ends at a conv.
+    """
+
+    def __init__(self, weights: str = "imagenet", normalize: bool = True, seed: int = 0,
+                 cache_dir: Path | None = None) -> None:
+        super().__init__()
+        self.features = load_vgg19_features(weights, seed, cache_dir)
+        self.normalize = normalize
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True) -> PerceptualLoss:
+        super().train(mode)
+        self.features.eval()  # a fixed feature extractor, whatever the surrounding mode
+        return self
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2 - self.mean) / self.std if self.normalize else x
+
+    def forward(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.features(self._prepare(sharp))
+        return F.mse_loss(self.features(self._prepare(restored)), target)
