@@ -67,8 +67,8 @@ def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = No
     """VGG19 ``features[:15]``, frozen and in eval mode.
 
     ``imagenet``: torchvision's ``vgg19-dcbb9e9d.pth`` from the torch hub checkpoint folder (or
-    ``cache_dir``), SHA-256 checked, never downloaded. ``random``: torchvision's own initialisation under
-    a seeded, forked CPU generator, so the global RNG is left as it was. Random
+    ``cache_dir``), SHA-256 checked, never downloaded. ``random``: He (fan_in) normal convolution weights
+    drawn from a seeded, forked CPU generator, so the global RNG is left as it was. Random
     features are a deviation from the paper, for machines without the weights."""
     if weights == "imagenet":
         path = vgg19_weights_path(cache_dir)
@@ -89,6 +89,12 @@ def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = No
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
             net = vgg19(weights=None)
+            # torchvision initialises VGG convs with fan_out scaling, which shrinks activations layer
+            # by layer (conv3_3 features ~70x weaker than with fan_in): the perceptual term would then
+            # vanish beside the adversarial one. He (fan_in) scaling keeps activation variance.
+            for m in net.features:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
     else:
         raise ValueError(f"perceptual weights must be 'imagenet' or 'random', not {weights!r}")
     features = net.features[:VGG19_LAYERS].eval()
