@@ -62,8 +62,10 @@ def _adam(params, settings: Mapping[str, Any]) -> torch.optim.Adam:
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-             "batch": generator.get_state()}
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "batch": generator.get_state(),
+             # as a tensor and plain numbers, so the checkpoint loads with weights_only=True
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -71,7 +73,8 @@ def _rng_state(generator: torch.Generator) -> dict[str, Any]:
 
 def _set_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     generator.set_state(state["batch"])
     if "cuda" in state and torch.cuda.is_available():

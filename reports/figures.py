@@ -16,7 +16,7 @@ import yaml  # noqa: E402
 from benchmark import registry  # noqa: E402
 from benchmark.data import gopro_pairs, kohler_items, read_image  # noqa: E402
 
-DPI = 110
+DPI = 90
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -82,7 +82,7 @@ def zoom_box(sharp: np.ndarray, size: int) -> tuple[int, int, int]:
 def draw_comparison(panels: Sequence[tuple[str, np.ndarray]], box: tuple[int, int, int], title: str,
                     path: Path) -> None:
     y, x, s = box
-    fig, axes = plt.subplots(2, len(panels), figsize=(2.3 * len(panels), 4.8), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(1.7 * len(panels), 3.6), squeeze=False)
     for col, (label, image) in enumerate(panels):
         axes[0, col].imshow(image)
         axes[0, col].add_patch(plt.Rectangle((x, y), s, s, fill=False, ec="yellow", lw=1.2))

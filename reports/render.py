@@ -189,7 +189,7 @@ def render_report(results: Path, config: Path, out: Path) -> None:
     context = {
         "profile": cfg["profile"],
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": _git_commit(Path.cwd()),
+        "commit": _git_commit(Path(__file__).resolve().parents[1]),
         "config_hash": hashlib.sha256(config_text.encode()).hexdigest()[:16],
         "config_text": config_text,
         "versions": _versions(),

@@ -74,6 +74,8 @@ def table2(results: Path) -> pd.DataFrame:
             row = {"method": method, "row": group.row.iloc[0], "kind": "", "status": NOT_IMPLEMENTED}
             row |= {f"paper_{k}": v for k, v in group.set_index("metric")["value"].items()}
             rows.append(row)
+    order = list(dict.fromkeys(paper.method))  # the paper's rows in the paper's order, then the rest
+    rows.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
     frame = pd.DataFrame(rows)
     for metric in ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim", "time_s"):
         if f"paper_{metric}" not in frame:

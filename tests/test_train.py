@@ -1,0 +1,91 @@
+"""The training loop: the schedule, and a killed run that resumes to exactly the same weights."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from benchmark import registry
+from benchmark.train import PROFILE_KEYS, Schedule, load_checkpoint, train_settings
+
+
+def test_schedule_is_constant_then_linear_to_the_final_lr():
+    s = Schedule(lr=1e-4, lr_final=1e-7, epochs_constant=200, epochs_decay=100)
+    assert s.epochs == 300
+    assert s.lr_at(0) == s.lr_at(199) == 1e-4
+    assert s.lr_at(299) == pytest.approx(1e-7)
+    assert s.lr_at(249) == pytest.approx(1e-4 + (1e-7 - 1e-4) * 50 / 100)
+    lrs = [s.lr_at(e) for e in range(300)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_profile_keys_win_over_method_defaults_and_overrides_win_over_both():
+    method = registry.get("msr2b")
+    fake = type(method)(**{**method.__dict__, "defaults": {**method.defaults, "lr": 5e-5, "epochs_constant": 150}})
+    settings = train_settings({"lr": 1e-4, "epochs_constant": 2}, fake, None)
+    assert settings["lr"] == 5e-5 and settings["epochs_constant"] == 2 and "epochs_constant" in PROFILE_KEYS
+    assert train_settings({"lr": 1e-4}, fake, {"lr": 3e-4})["lr"] == 3e-4
+
+
+def _train_cmd(data, cache, out, *extra):
+    train = ('{"seed": 0, "epochs_constant": 2, "epochs_decay": 2, "lr": 1e-4, "lr_final": 1e-7, '
+             '"betas": [0.5, 0.999], "eps": 1e-8, "n_critic": 2, "gp_weight": 10.0, "content_weight": 100.0, '
+             '"perceptual_weights": "random", "perceptual_normalize": true, "batch_size": 1, "crop": 32, '
+             '"val_every": 1, "log_every": 1, "checkpoint_every": 2}')
+    return [sys.executable, "-m", "benchmark.cli", "train", "--method", "msr2b", "--method-config",
+            '{"k": 1, "width": 8}', "--train", train, "--data", str(data), "--cache", str(cache),
+            "--validation-images", "1", "--out", str(out), "--device", "cpu", "--threads", "1",
+            "--deterministic", "--quiet", *extra]
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_gopro, tiny_cache, tmp_path_factory):
+    """An uninterrupted run: the reference the interrupted ones must match bit for bit."""
+    out = tmp_path_factory.mktemp("straight")
+    subprocess.run(_train_cmd(tiny_gopro, tiny_cache, out), check=True)
+    return out
+
+
+def test_killed_run_resumes_to_identical_weights(tiny_gopro, tiny_cache, straight, tmp_path):
+    interrupted = tmp_path / "interrupted"
+    reference = _weights(straight / "model.pt")
+
+    # Kill the second run (SIGKILL: no clean-up) once it has written a mid-run checkpoint.
+    proc = subprocess.Popen(_train_cmd(tiny_gopro, tiny_cache, interrupted), start_new_session=True)
+    checkpoint = interrupted / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists(), "the run never wrote a checkpoint"
+    killed_at = load_checkpoint(checkpoint)["iteration"]
+    assert killed_at < 16, "the run finished before it could be killed: make it longer"
+    assert not (interrupted / "model.pt").exists()
+
+    subprocess.run(_train_cmd(tiny_gopro, tiny_cache, interrupted, "--resume"), check=True)
+    assert _same(_weights(interrupted / "model.pt"), reference)
+    for log in ("log.csv", "val.csv"):  # the resumed run's logs read as one run, loss for loss
+        assert (interrupted / log).read_text() == (straight / log).read_text()
+
+
+def test_stop_after_then_resume_matches_and_reports_progress(tiny_gopro, tiny_cache, straight, tmp_path):
+    split = tmp_path / "split"
+    out = subprocess.run(_train_cmd(tiny_gopro, tiny_cache, split, "--stop-after", "3"), check=True,
+                         capture_output=True, text=True).stdout
+    assert "stopped after 3 of 16 iterations" in out
+    subprocess.run(_train_cmd(tiny_gopro, tiny_cache, split, "--resume"), check=True)
+    assert _same(_weights(split / "model.pt"), _weights(straight / "model.pt"))
+    assert (split / "log.csv").read_text() == (straight / "log.csv").read_text()
