@@ -23,6 +23,7 @@ from torch import nn
 ENTRY_POINT_GROUP = "deblurbench.methods"
 
 Options = Mapping[str, Any]
+BatchPreparer = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Training:
 
     content_loss: Callable[[Options], nn.Module]
     build_critic: Callable[[Options], nn.Module] | None = None
-    prepare_batch: Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None
+    prepare_batch: BatchPreparer | None = None
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import vgg19
+from torchvision.models.vgg import cfgs, make_layers
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
@@ -81,23 +81,26 @@ def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = No
         if actual != VGG19_SHA256:
             raise ValueError(f"{path}: SHA-256 {actual} is not the expected {VGG19_SHA256} "
                              "(a partial or corrupted download?); delete the file and fetch it again")
-        net = vgg19(weights=None)
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        features = make_layers(cfgs["E"])  # VGG19's convolutional part: the classifier is never used
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
+                                  if k.startswith("features.")})
     elif weights == "random":
         # The network is built on the CPU, so only the CPU generator is forked and seeded;
         # torch.manual_seed would also reseed (and so disturb) every CUDA generator.
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
-            net = vgg19(weights=None)
+            features = make_layers(cfgs["E"])
             # torchvision initialises VGG convs with fan_out scaling, which shrinks activations layer
             # by layer (conv3_3 features ~70x weaker than with fan_in): the perceptual term would then
             # vanish beside the adversarial one. He (fan_in) scaling keeps activation variance.
-            for m in net.features:
+            for m in features:
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
     else:
         raise ValueError(f"perceptual weights must be 'imagenet' or 'random', not {weights!r}")
-    features = net.features[:VGG19_LAYERS].eval()
+    features = features[:VGG19_LAYERS].eval()
     for p in features.parameters():
         p.requires_grad_(False)
     return features

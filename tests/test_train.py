@@ -20,7 +20,7 @@ def test_schedule_is_constant_then_linear_to_the_final_lr():
     assert s.lr_at(299) == pytest.approx(1e-7)
     assert s.lr_at(249) == pytest.approx(1e-4 + (1e-7 - 1e-4) * 50 / 100)
     lrs = [s.lr_at(e) for e in range(300)]
-    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert all(a >= b for a, b in zip(lrs[:-1], lrs[1:], strict=True))
 
 
 def test_profile_keys_win_over_method_defaults_and_overrides_win_over_both():
