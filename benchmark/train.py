@@ -135,26 +135,22 @@ class Trainer:
             blurred, sharp = prepare(blurred, sharp, self.batch_generator)
         return blurred.to(self.device), sharp.to(self.device)
 
-    def critic_step(self) -> dict[str, float]:
-        blurred, sharp = self.batch()
-        with torch.no_grad():
-            fake = self.generator(blurred)
-        loss, stats = critic_loss(self.critic, sharp, fake, self.settings["gp_weight"])
+    def critic_step(self, sharp: torch.Tensor, restored: torch.Tensor) -> dict[str, float]:
+        loss, stats = critic_loss(self.critic, sharp, restored.detach(), self.settings["gp_weight"])
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
         return {"loss_critic": loss.item(), "gradient_penalty": stats["gradient_penalty"]}
 
-    def generator_step(self) -> dict[str, float]:
-        blurred, sharp = self.batch()
-        output = self.generator(blurred)
+    def generator_step(self, output: torch.Tensor | list[torch.Tensor], finest: torch.Tensor,
+                       sharp: torch.Tensor) -> dict[str, float]:
         content = self.content_loss(output, sharp)
         loss = content
         stats = {"loss_content": content.item()}
         if self.critic is not None:
             for p in self.critic.parameters():
                 p.requires_grad_(False)
-            adversarial = generator_adversarial_loss(self.critic, output)
+            adversarial = generator_adversarial_loss(self.critic, finest)
             for p in self.critic.parameters():
                 p.requires_grad_(True)
             loss = adversarial + content
@@ -163,6 +159,18 @@ class Trainer:
         loss.backward()
         self.opt_g.step()
         return stats
+
+    def step(self) -> dict[str, float]:
+        """One iteration, as in DeblurGAN: one batch and one generator forward pass, ``n_critic``
+        critic updates on that restored batch, then one generator update."""
+        blurred, sharp = self.batch()
+        output = self.generator(blurred)
+        finest = output[-1] if isinstance(output, list | tuple) else output  # what the critic judges
+        stats: dict[str, float] = {}
+        if self.critic is not None:
+            for _ in range(self.settings["n_critic"]):
+                stats = self.critic_step(sharp, finest)
+        return stats | self.generator_step(output, finest, sharp)
 
     def set_lr(self, epoch: int) -> float:
         lr = self.schedule.lr_at(epoch)
@@ -228,7 +236,6 @@ class Trainer:
         val_log = _CsvAppender(self.out_dir / "val.csv", ("iteration", "epoch", "psnr"))
         s = self.settings
         end = self.total_iters if stop_after is None else min(self.total_iters, stop_after)
-        n_critic = s["n_critic"] if self.critic is not None else 0
         self.generator.train()
         if self.iteration == 0 and self.validation:
             val_log.write({"iteration": 0, "epoch": 0, "psnr": self.validate()})
@@ -238,10 +245,7 @@ class Trainer:
         while self.iteration < end:
             epoch = self.iteration // self.iters_per_epoch
             lr = self.set_lr(epoch)
-            stats: dict[str, float] = {}
-            for _ in range(n_critic):
-                stats = self.critic_step()
-            stats |= self.generator_step()
+            stats = self.step()
             self.iteration += 1
             if not all(math.isfinite(v) for v in stats.values()):
                 raise FloatingPointError(f"training {self.method.name}: non-finite loss at iteration "

@@ -50,6 +50,8 @@ def profile_deviations(cfg: Mapping[str, Any]) -> list[str]:
                    "weights cannot be downloaded in this profile; the loss is then a random-feature loss.")
     if cfg["data"]["blur_folder"] != "blur":
         out.append(f"GOPRO input folder: {cfg['data']['blur_folder']} (the suite's default reading is `blur`).")
+    if list(cfg["fig5"]["k"]) != [1, 3, 5, 7, 9, 11]:
+        out.append(f"Fig. 5: k in {cfg['fig5']['k']} (paper: 1, 3, 5, 7, 9, 11).")
     tm = cfg["timing"]
     out.append(f"Timing: measured on this run's hardware (the paper used an Intel i7-6900K CPU and an NVIDIA "
                f"Titan X); classical methods timed at {tm['classical_width']}x{tm['classical_height']}"
