@@ -1,0 +1,144 @@
+"""Nah et al. [14], DeepDeblur, as its PyTorch release (SeungjunNah/DeepDeblur-PyTorch) builds it.
+
+Three scales coarse to fine; each is conv 5x5 -> 19 ResBlocks (conv-ReLU-conv + x, 64 features,
+5x5) -> conv 5x5 to RGB. The coarsest scale sees the blurred image at 1/4 size; each finer scale
+sees its blurred image concatenated with the coarser output upsampled by conv 3->12 + PixelShuffle(2).
+Inputs and outputs are shifted by -/+127.5 on the release's [0, 255] range. Trained with the
+release's multi-scale L1 loss. Parameter names follow the release (``body_models.{0,1,2}``, 0 the
+finest; ``conv_end_models.{1,2}.uppath.0``), so its ``model-*.pt`` loads strictly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from baselines.deblurgan import strict_load
+from benchmark.registry import Method, Training, register
+
+RGB_RANGE = 255.0
+
+
+def conv(c_in: int, c_out: int, kernel: int) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, features: int, kernel: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(features, features, kernel), nn.ReLU(True), conv(features, features, kernel))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ScaleNet(nn.Module):
+    def __init__(self, in_channels: int, features: int, blocks: int, kernel: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(conv(in_channels, features, kernel),
+                                  *[ResBlock(features, kernel) for _ in range(blocks)],
+                                  conv(features, 3, kernel))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class UpConv(nn.Module):
+    def __init__(self, kernel: int) -> None:
+        super().__init__()
+        self.uppath = nn.Sequential(conv(3, 12, kernel), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.uppath(x)
+
+
+def gaussian_downsample(x: torch.Tensor) -> torch.Tensor:
+    """Halve the size after a 5x5 Gaussian (sigma 1) blur: the pyramid's low-pass step."""
+    t = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    g = torch.exp(-(t**2) / 2)
+    g = (g[:, None] * g[None, :]) / g.sum() ** 2
+    weight = g.expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), weight, stride=2, groups=x.shape[1])
+
+
+def pyramid(x: torch.Tensor, scales: int) -> list[torch.Tensor]:
+    """Finest first."""
+    levels = [x]
+    for _ in range(scales - 1):
+        levels.append(gaussian_downsample(levels[-1]))
+    return levels
+
+
+class MSResNet(nn.Module):
+    """Returns the restored image at every scale, coarse to fine, in [-1, 1]."""
+
+    def __init__(self, scales: int = 3, features: int = 64, blocks: int = 19, kernel: int = 5) -> None:
+        super().__init__()
+        self.scales = scales
+        self.size_multiple = 2 ** (scales - 1)
+        self.body_models = nn.ModuleList(
+            ScaleNet(3 if s == scales - 1 else 6, features, blocks, kernel) for s in range(scales))
+        self.conv_end_models = nn.ModuleList([None] + [UpConv(kernel) for _ in range(1, scales)])
+
+    def forward(self, blurred: torch.Tensor) -> list[torch.Tensor]:
+        # [-1, 1] is the release's [0, 255] shifted by -127.5 and scaled by 1/127.5.
+        inputs = pyramid(blurred * (RGB_RANGE / 2), self.scales)
+        outputs: list[torch.Tensor] = []
+        previous = None
+        for s in range(self.scales - 1, -1, -1):
+            x = inputs[s] if previous is None else torch.cat([inputs[s], self.conv_end_models[s + 1](previous)], 1)
+            previous = self.body_models[s](x)
+            outputs.append(previous / (RGB_RANGE / 2))
+        return outputs
+
+
+class MultiScaleL1(nn.Module):
+    """The release's ``1*L1``: L1 at every scale against the sharp pyramid, averaged over scales."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        super().__init__()
+
+    def forward(self, outputs: list[torch.Tensor], sharp: torch.Tensor) -> torch.Tensor:
+        targets = pyramid(sharp, len(outputs))[::-1]
+        return sum(F.l1_loss(o, t) for o, t in zip(outputs, targets, strict=True)) / len(outputs)
+
+
+def load_official(model: nn.Module, path: Path) -> None:
+    """A release checkpoint ``model-*.pt``: ``{'G': state_dict}`` (or a bare state dict)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, Mapping) and "G" in state:
+        state = state["G"]
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: expected a state dict or {{'G': state_dict}}, found {type(state).__name__}")
+    strict_load(model, state, path)
+
+
+def build(options: Mapping[str, Any]) -> MSResNet:
+    return MSResNet(options["scales"], options["features"], options["blocks"], options["kernel"])
+
+
+register(Method(
+    name="deepdeblur",
+    display_name="Nah et al. [14]",
+    kind="trained",
+    summary="DeepDeblur (PyTorch release): 3-scale coarse-to-fine CNN, 19 ResBlocks of 64 features per "
+            "scale, 5x5 kernels, conv + PixelShuffle upsampling, multi-scale L1 loss.",
+    build=build,
+    training=Training(content_loss=MultiScaleL1),
+    defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "lr": 1e-4, "betas": [0.9, 0.999],
+              "eps": 1e-8, "lr_final": 1.25e-5, "batch_size": 16, "crop": 256},
+    deviations=(
+        "Loss: the PyTorch release's multi-scale L1, not the paper's MSE + 1e-4 adversarial term.",
+        "Schedule: this profile's epochs, decaying linearly to the release's final rate 1.25e-5 instead of "
+        "its steps (x0.5 at epochs 500, 750 and 900 of 1000).",
+        "Pyramid: 5x5 Gaussian (sigma 1) then stride 2 for the down-scaled inputs and targets.",
+        "Trained on this profile's GOPRO folder (the release uses blur_gamma).",
+    ),
+    paper_row="Nah et al. [14]",
+    load_official=load_official,
+))
