@@ -4,7 +4,7 @@
 #
 #   snakemake --cores all                          # quick profile (default), CPU, minutes
 #   snakemake --cores all --config profile=paper   # GOPRO + Köhler, the paper's schedule, GPU
-#   snakemake --cores all --config train.epochs_constant=3   # any single value
+#   snakemake --cores all --config 'train={epochs_constant: 3}'   # any value, merged into the profile
 
 include: "rules/common.smk"
 
@@ -23,7 +23,7 @@ rule synthesise:
     output:
         f"{R}/data/synthetic.json",
     params:
-        synthetic=json.dumps(CFG["data"]["synthetic"], sort_keys=True),
+        synthetic=json.dumps(CFG["data"].get("synthetic", {}), sort_keys=True),
         out=f"{R}/data",
     log:
         f"{R}/logs/synthesise.log",

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from skimage.restoration import richardson_lucy, wiener
 
 from baselines.pan import KERNEL_DEFAULTS, kernel_of
 from benchmark.deconv import fft_size, smooth_periodic_pad
@@ -30,6 +29,8 @@ def wiener_deconvolve(image: np.ndarray, kernel: np.ndarray, balance: float) -> 
     The filter is circular, so the image is first given a smooth periodic border
     (:func:`benchmark.deconv.smooth_periodic_pad`), and cropped back after: no ringing from the edges.
     """
+    from skimage.restoration import wiener  # imported here: it pulls in scipy.signal (1 s)
+
     height, width = image.shape[:2]
     # At least 3x3: skimage's Laplacian regulariser is a 3x3 kernel.
     grid = tuple(max(side, 3) for side in fft_size(height, width, kernel.shape))
@@ -44,6 +45,8 @@ def richardson_lucy_deconvolve(image: np.ndarray, kernel: np.ndarray, iterations
     skimage convolves with zeros outside the image, which would darken the border; the image is mirrored
     by the kernel size on every side first and cropped back after.
     """
+    from skimage.restoration import richardson_lucy  # imported here: it pulls in scipy.signal (1 s)
+
     pad = max(kernel.shape)
     padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
     restored = richardson_lucy(padded, kernel[..., None], num_iter=iterations, clip=False)

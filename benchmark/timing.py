@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.registry import Method, pad_to_multiple, to_tensor
+from benchmark.registry import Method, network_restore, pad_to_multiple, to_tensor
 
 
 def hardware(device: torch.device) -> dict[str, str]:
@@ -80,8 +80,8 @@ def time_method(method: Method, model: torch.nn.Module | None, options: Mapping[
         "median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
         **hardware(device),
     }
-    if model is not None:
+    if model is not None and method.restore is network_restore:
         result |= complexity(model, width, height)
-    else:
-        result |= {"params": 0, "macs": None}
+    else:  # a classical method, or a network used piecewise (Sun et al.'s patch CNN): MACs not counted
+        result |= {"params": sum(p.numel() for p in model.parameters()) if model is not None else 0, "macs": None}
     return result

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
@@ -20,6 +19,21 @@ VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
 # is the one several independent published weight manifests agree on.
 VGG19_SHA256 = "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44"
 VGG19_LAYERS = 15  # features[:15] ends at conv3_3, before its ReLU
+VGG19_CHANNELS = (64, 64, "M", 128, 128, "M", 256, 256, 256)  # torchvision's configuration "E", up to conv3_3
+
+
+def vgg19_head() -> nn.Sequential:
+    """torchvision's ``vgg19().features[:15]`` layer for layer (same indices, so its state dict keys fit),
+    built here so that importing torchvision's whole model zoo is not needed."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in VGG19_CHANNELS:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = item
+    return nn.Sequential(*layers[:VGG19_LAYERS])
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -81,16 +95,17 @@ def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = No
         if actual != VGG19_SHA256:
             raise ValueError(f"{path}: SHA-256 {actual} is not the expected {VGG19_SHA256} "
                              "(a partial or corrupted download?); delete the file and fetch it again")
-        features = make_layers(cfgs["E"])  # VGG19's convolutional part: the classifier is never used
+        features = vgg19_head()
         state = torch.load(path, map_location="cpu", weights_only=True)
+        head = {f"{i}.{p}" for i in range(VGG19_LAYERS) for p in ("weight", "bias")}
         features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
-                                  if k.startswith("features.")})
+                                  if k.removeprefix("features.") in head})
     elif weights == "random":
         # The network is built on the CPU, so only the CPU generator is forked and seeded;
         # torch.manual_seed would also reseed (and so disturb) every CUDA generator.
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
-            features = make_layers(cfgs["E"])
+            features = vgg19_head()
             # torchvision initialises VGG convs with fan_out scaling, which shrinks activations layer
             # by layer (conv3_3 features ~70x weaker than with fan_in): the perceptual term would then
             # vanish beside the adversarial one. He (fan_in) scaling keeps activation variance.
@@ -100,7 +115,7 @@ def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = No
                     nn.init.zeros_(m.bias)
     else:
         raise ValueError(f"perceptual weights must be 'imagenet' or 'random', not {weights!r}")
-    features = features[:VGG19_LAYERS].eval()
+    features = features.eval()
     for p in features.parameters():
         p.requires_grad_(False)
     return features

@@ -19,20 +19,24 @@ def _deep_update(base, extra):
     return base
 
 
-def _unflatten(overrides):
-    """`--config train.epochs_constant=3` arrives as {"train.epochs_constant": 3}: nest it."""
-    nested = {}
-    for key, value in overrides.items():
-        node = nested
-        *parents, leaf = str(key).split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
+def _typed(value):
+    """Snakemake reads the inner values of `--config 'train={lr: 2.0e-4}'` as strings: type them."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        for parse in (int, float):
+            try:
+                return parse(value)
+            except ValueError:
+                pass
+        return yaml.safe_load(value) if value else value
+    return value
 
 
 def load_config(cli_config):
-    overrides = _unflatten({k: v for k, v in cli_config.items() if k != "profile"})
+    overrides = _typed({k: v for k, v in cli_config.items() if k != "profile"})
     name = cli_config.get("profile", "quick")
     path = Path(workflow.basedir) / "config" / f"{name}.yaml"
     if not path.exists():
