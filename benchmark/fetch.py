@@ -20,21 +20,11 @@ import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
 CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Archive:
-    name: str
-    urls: tuple[str, ...]
-    md5: str | None = None
-    sha256: str | None = None
-    extract: bool = True
 
 
 KOHLER_BASE = "http://people.kyb.tuebingen.mpg.de/rolfk/BenchmarkECCV2012/"

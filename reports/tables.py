@@ -19,7 +19,6 @@ import yaml
 from benchmark import registry
 
 HEADLINE_SSIM = "ssim_matlab"
-SSIM_COLUMNS = ("ssim_matlab", "ssim_wang", "ssim_y", "cw_ssim")
 NOT_IMPLEMENTED = "not yet implemented"
 
 
