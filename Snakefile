@@ -175,8 +175,9 @@ rule time:
         options=lambda w: method_config(w.method),
         weights=weights_flag,
         device=device_flag(),
-    # All cores: nothing else runs beside a timing job, so the figures are not skewed by contention.
-    threads: workflow.cores
+    # All cores: nothing else runs beside a timing job, so the figures are not skewed by contention
+    # (the smoke profile, whose numbers mean nothing, gives that up for speed: timing.exclusive).
+    threads: workflow.cores if CFG["timing"].get("exclusive", True) else 1
     resources:
         gpu=lambda w: 1 if CFG["device"] == "cuda" else 0,
     log:

@@ -24,11 +24,13 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:  # torch is imported where a batch is made: scoring and synthesis never load it
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -405,6 +407,8 @@ class CropSampler:
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``(blurred, sharp)`` batch, each float32 [B, 3, crop, crop] in [-1, 1]."""
+        import torch
+
         if batch_size < 1:
             raise ValueError(f"batch size must be positive, got {batch_size}")
         self._plan()
