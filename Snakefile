@@ -58,6 +58,7 @@ rule prepare:
         f"{R}/data/{{dataset}}.verified.txt",
     params:
         root=lambda w: DATA_ROOTS[w.dataset],
+        verify=lambda w: verify_flag(w.dataset),
     wildcard_constraints:
         dataset="gopro|kohler",
     log:
@@ -65,7 +66,8 @@ rule prepare:
     benchmark:
         f"{R}/benchmarks/prepare_{{dataset}}.tsv"
     shell:
-        "deblurbench prepare --dataset {wildcards.dataset} --root {params.root} --out {output} > {log} 2>&1"
+        "deblurbench prepare --dataset {wildcards.dataset} --root {params.root} {params.verify} --out {output} "
+        "> {log} 2>&1"
 
 
 rule crop_cache:

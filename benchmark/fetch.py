@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -167,8 +167,11 @@ def _record(root: Path, name: str, sha256: str) -> None:
 
 
 def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), archive: Path | None = None,
-          retries: int = 4, backoff: float = 2.0, quiet: bool = False) -> dict:
-    """Fetch ``gopro``, ``kohler`` or ``vgg19``; returns a record of files and checksums."""
+          md5: Mapping[str, str] | None = None, retries: int = 4, backoff: float = 2.0, quiet: bool = False) -> dict:
+    """Fetch ``gopro``, ``kohler`` or ``vgg19``; returns a record of files and checksums.
+
+    ``md5`` replaces published Köhler checksums by archive name, for a mirror that re-packed them.
+    """
     if name == "vgg19":
         from models.losses import vgg19_weights_path
 
@@ -203,19 +206,29 @@ def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), a
         return {"dataset": "gopro", "root": str(root), "checksums": {"GOPRO_Large.zip": actual}}
     if name == "kohler":
         checksums = {}
-        for file, md5 in KOHLER_MD5.items():
+        unknown = sorted(set(md5 or {}) - set(KOHLER_MD5))
+        if unknown:
+            raise FetchError(f"--md5 {', '.join(unknown)}: not a Köhler archive ({', '.join(KOHLER_MD5)})")
+        for file, expected in {**KOHLER_MD5, **(md5 or {})}.items():
             local = Path(archive) / file if archive else downloads / file
             if not archive:
-                download([*(m.rstrip("/") + "/" + file for m in mirrors), KOHLER_BASE + file], local, md5=md5,
+                download([*(m.rstrip("/") + "/" + file for m in mirrors), KOHLER_BASE + file], local, md5=expected,
                          retries=retries, backoff=backoff, quiet=quiet)
             else:
                 verify_copy = file_digest(local, "md5")
-                if verify_copy != md5:
-                    raise FetchError(f"{local}: md5 {verify_copy} does not match the published {md5}")
+                if verify_copy != expected:
+                    raise FetchError(f"{local}: md5 {verify_copy} does not match the expected {expected}")
             extract(local, root)
-            checksums[file] = md5
+            checksums[file] = expected
         return {"dataset": "kohler", "root": str(root), "checksums": checksums}
     raise FetchError(f"unknown dataset {name!r}; choose gopro, kohler or vgg19")
+
+
+def _md5_arg(text: str) -> tuple[str, str]:
+    name, _, digest = text.partition("=")
+    if not name or len(digest) != 32 or any(c not in "0123456789abcdef" for c in digest):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ARCHIVE=HASH with a 32-digit lowercase hex MD5")
+    return name, digest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,6 +237,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", action="append", default=[], metavar="URL",
                         help="try this URL first (GOPRO: the archive; Köhler: a folder holding the zips); repeatable")
     parser.add_argument("--archive", type=Path, help="use a local copy (GOPRO: the zip; Köhler: folder of zips)")
+    parser.add_argument("--md5", action="append", default=[], metavar="ARCHIVE=HASH", type=_md5_arg,
+                        help="Köhler: expect this MD5 for ARCHIVE instead of the published one (re-packed mirror)")
     parser.add_argument("--retries", type=int, default=4, help="retries per mirror (exponential backoff)")
     parser.add_argument("--backoff", type=float, default=2.0, help="first retry delay in seconds")
     parser.add_argument("--record", type=Path, help="write the checksum record (JSON) here")
@@ -231,8 +246,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    record = fetch(args.dataset, args.root, mirrors=args.mirror, archive=args.archive, retries=args.retries,
-                   backoff=args.backoff, quiet=args.quiet)
+    record = fetch(args.dataset, args.root, mirrors=args.mirror, archive=args.archive, md5=dict(args.md5),
+                   retries=args.retries, backoff=args.backoff, quiet=args.quiet)
     if args.record:
         args.record.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.record.with_name(args.record.name + ".tmp")

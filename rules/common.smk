@@ -95,7 +95,12 @@ def fetch_flags(dataset):
     flags = [f"--root {cfg['root']}"] + [f"--mirror {url}" for url in cfg.get("mirrors", [])]
     if cfg.get("archive"):
         flags.append(f"--archive {cfg['archive']}")
+    flags += [f"--md5 {name}={digest}" for name, digest in sorted(cfg.get("md5", {}).items())]
     return " ".join(flags)
+
+
+def verify_flag(dataset):
+    return "--structure-only" if CFG["data"][dataset].get("verify", "counts") == "structure" else ""
 
 
 def method_of(run):

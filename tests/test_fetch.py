@@ -2,79 +2,13 @@
 resume after truncation, mirrors, checksums, the GOPRO lock file and safe extraction."""
 
 import hashlib
-import io
-import threading
-import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
-from PIL import Image
+from miniature import Server, gopro_zip, png, zip_bytes
 
 from benchmark import fetch as fetch_module
 from benchmark.fetch import FetchError, download, extract, fetch
 from benchmark.prepare import verify_gopro, verify_kohler
-
-
-def _png(seed: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _zip(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-        for name in links:
-            info = zipfile.ZipInfo(name)
-            info.external_attr = 0o120777 << 16
-            z.writestr(info, "../../etc/passwd")
-    return buf.getvalue()
-
-
-def gopro_zip() -> bytes:
-    members = {}
-    for split, seq in (("train", "GOPR0372_07_00"), ("test", "GOPR0384_11_00")):
-        for k, name in enumerate(("000047.png", "000056.png")):
-            for folder in ("blur", "blur_gamma", "sharp"):
-                members[f"GOPRO_Large/{split}/{seq}/{folder}/{name}"] = _png(k + len(folder))
-    return _zip(members)
-
-
-class Server:
-    """Serves ``files`` (path -> bytes); honours ``Range: bytes=N-``; can cut the first response short."""
-
-    def __init__(self):
-        self.files: dict[str, bytes] = {}
-        self.truncate_once: set[str] = set()
-        self.requests: list[tuple[str, str | None]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.requests.append((self.path, self.headers.get("Range")))
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                body = data[start:]
-                if self.path in server.truncate_once:
-                    server.truncate_once.discard(self.path)
-                    body = body[: len(body) // 2]  # then the connection closes: a truncated download
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
@@ -109,7 +43,7 @@ def test_every_mirror_failing_names_the_file(server, tmp_path):
 
 
 def test_corrupted_archive_fails_its_checksum_and_leaves_nothing(server, tmp_path, monkeypatch):
-    good = _zip({"BlurryImages/Blurry1_1.png": _png(0)})
+    good = zip_bytes({"BlurryImages/Blurry1_1.png": png(0)})
     monkeypatch.setattr(fetch_module, "KOHLER_MD5", {"BlurryImages.zip": hashlib.md5(good).hexdigest()})
     server.files["/kohler/BlurryImages.zip"] = good[:-10] + b"corrupted!"
     with pytest.raises(FetchError, match=r"BlurryImages\.zip: md5 .* does not match"):
@@ -119,8 +53,8 @@ def test_corrupted_archive_fails_its_checksum_and_leaves_nothing(server, tmp_pat
 
 
 def test_kohler_fetch_with_good_archives(server, tmp_path, monkeypatch):
-    archives = {"BlurryImages.zip": _zip({"BlurryImages/Blurry1_1.png": _png(0)}),
-                "GroundTruth_pngs_Image1.zip": _zip({f"Image1/Kernel1/GroundTruth1_1_{f}.png": _png(f)
+    archives = {"BlurryImages.zip": zip_bytes({"BlurryImages/Blurry1_1.png": png(0)}),
+                "GroundTruth_pngs_Image1.zip": zip_bytes({f"Image1/Kernel1/GroundTruth1_1_{f}.png": png(f)
                                                      for f in (1, 2, 3)})}
     monkeypatch.setattr(fetch_module, "KOHLER_MD5", {k: hashlib.md5(v).hexdigest() for k, v in archives.items()})
     for name, data in archives.items():
@@ -133,7 +67,7 @@ def test_kohler_fetch_with_good_archives(server, tmp_path, monkeypatch):
 @pytest.mark.parametrize("member", ["../escape.png", "/etc/evil.png", "GOPRO_Large/../../escape.png"])
 def test_members_escaping_the_target_are_refused(tmp_path, member):
     archive = tmp_path / "bad.zip"
-    archive.write_bytes(_zip({"GOPRO_Large/train/ok.png": b"x", member: b"x"}))
+    archive.write_bytes(zip_bytes({"GOPRO_Large/train/ok.png": b"x", member: b"x"}))
     with pytest.raises(FetchError, match="bad.zip: member"):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "escape.png").exists()
@@ -142,7 +76,7 @@ def test_members_escaping_the_target_are_refused(tmp_path, member):
 
 def test_link_members_are_refused(tmp_path):
     archive = tmp_path / "link.zip"
-    archive.write_bytes(_zip({"a.png": b"x"}, links=("GOPRO_Large/link",)))
+    archive.write_bytes(zip_bytes({"a.png": b"x"}, links=("GOPRO_Large/link",)))
     with pytest.raises(FetchError, match="symbolic link"):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -184,3 +118,9 @@ def test_prepare_reports_missing_extra_and_wrong_counts(tmp_path):
     assert "train/GOPR0374_11_00" in report.missing  # 21 real training sequences are absent
     assert any("GOPR0372_07_00: 1 pairs, expected 100" in w for w in report.wrong)
     assert "PROBLEMS FOUND" in text
+
+
+def test_md5_overrides_name_real_archives_only(tmp_path):
+    with pytest.raises(FetchError, match="--md5 Blurry.zip: not a Köhler archive"):
+        fetch("kohler", tmp_path / "k", md5={"Blurry.zip": "0" * 32}, quiet=True)
+    assert not (tmp_path / "k" / "downloads").exists()

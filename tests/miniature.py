@@ -1,0 +1,119 @@
+"""Miniature archives with the real GOPRO_Large and Köhler layouts, and a local HTTP server on 127.0.0.1
+that serves them (with ``Range`` support and a switch that cuts a response short). Nothing here touches
+the network beyond the loopback interface."""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmark.synthetic import synthesise_gopro, synthesise_kohler
+
+# Real sequence names of GOPRO_Large (research/deblur-facts.md section 5).
+GOPRO_TRAIN_SEQUENCES = ("GOPR0372_07_00", "GOPR0374_11_00")
+GOPRO_TEST_SEQUENCES = ("GOPR0384_11_00", "GOPR0396_11_00")
+
+
+def png(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o120777 << 16
+            z.writestr(info, "../../etc/passwd")
+    return buf.getvalue()
+
+
+def gopro_zip() -> bytes:
+    """Noise images, two pairs in one train and one test sequence: enough for the fetch tests."""
+    members = {}
+    for split, seq in (("train", GOPRO_TRAIN_SEQUENCES[0]), ("test", GOPRO_TEST_SEQUENCES[0])):
+        for k, name in enumerate(("000047.png", "000056.png")):
+            for folder in ("blur", "blur_gamma", "sharp"):
+                members[f"GOPRO_Large/{split}/{seq}/{folder}/{name}"] = png(k + len(folder))
+    return zip_bytes(members)
+
+
+def _zip_tree(root: Path, prefix: str = "") -> bytes:
+    return zip_bytes({prefix + p.relative_to(root).as_posix(): p.read_bytes()
+                      for p in sorted(root.rglob("*.png"))})
+
+
+def trainable_gopro_zip(*, size: int = 64, train_pairs: int = 4, test_pairs: int = 2, seed: int = 11) -> bytes:
+    """``GOPRO_Large.zip`` whose pairs are synthetic camera shake (real photos, so networks can train on
+    them), under the real archive layout and real sequence names."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "tree"
+        synthesise_gopro(tree, seed=seed, train_pairs=train_pairs, test_pairs=test_pairs, size=size, n_subframes=5,
+                         train_photos=("astronaut", "chelsea"), test_photos=("coffee", "grace_hopper"))
+        for split, names in (("train", GOPRO_TRAIN_SEQUENCES), ("test", GOPRO_TEST_SEQUENCES)):
+            for synthetic, real in zip(sorted((tree / split).iterdir()), names, strict=True):
+                synthetic.rename(tree / split / real)
+        return _zip_tree(tree, "GOPRO_Large/")
+
+
+def kohler_archives(*, size: int = 48, seed: int = 12) -> dict[str, bytes]:
+    """The five archives of Köhler et al.'s benchmark (``BlurryImages.zip``, ``GroundTruth_pngs_Image{1..4}.zip``)
+    holding 4 motifs x 1 shake, each with its every sub-frame as a ground-truth frame."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp)
+        synthesise_kohler(tree, seed=seed, photos=("coffee", "grace_hopper", "rocket", "chelsea"), n_paths=1,
+                          size=size, n_subframes=5)
+        archives = {"BlurryImages.zip": zip_bytes({f"BlurryImages/{p.name}": p.read_bytes()
+                                                   for p in sorted((tree / "BlurryImages").glob("*.png"))})}
+        for i in range(1, 5):
+            archives[f"GroundTruth_pngs_Image{i}.zip"] = _zip_tree(tree / f"Image{i}", f"Image{i}/")
+        return archives
+
+
+class Server:
+    """Serves ``files`` (path -> bytes); honours ``Range: bytes=N-``; can cut the first response short."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.truncate_once: set[str] = set()
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append((self.path, self.headers.get("Range")))
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                body = data[start:]
+                if self.path in server.truncate_once:
+                    server.truncate_once.discard(self.path)
+                    body = body[: len(body) // 2]  # then the connection closes: a truncated download
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
