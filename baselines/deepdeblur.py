@@ -3,9 +3,20 @@
 Three scales coarse to fine; each is conv 5x5 -> 19 ResBlocks (conv-ReLU-conv + x, 64 features,
 5x5) -> conv 5x5 to RGB. The coarsest scale sees the blurred image at 1/4 size; each finer scale
 sees its blurred image concatenated with the coarser output upsampled by conv 3->12 + PixelShuffle(2).
-Inputs and outputs are shifted by -/+127.5 on the release's [0, 255] range. Trained with the
-release's multi-scale L1 loss. Parameter names follow the release (``body_models.{0,1,2}``, 0 the
-finest; ``conv_end_models.{1,2}.uppath.0``), so its ``model-*.pt`` loads strictly.
+Inputs and outputs are shifted by -/+127.5 on the release's [0, 255] range. Parameter names follow
+the release (``body_models.{0,1,2}``, 0 the finest; ``conv_end_models.{1,2}.uppath.0``), so its
+``model-*.pt`` loads strictly.
+
+Loss, option ``loss``:
+
+- ``l1`` (default): the PyTorch release's ``1*L1``, L1 at every scale averaged over the scales.
+- ``mse+adv``: the paper's (Nah et al. 2017, eq. 2-4 and the Torch release's ``mse_weight=1``,
+  ``adv_weight=1e-4``): ``1/(2K) sum_k mean((L_k - S_k)^2)`` on the [0, 1] range, plus 1e-4 x the
+  BCE adversarial loss of a discriminator that sees the finest output. The discriminator is the
+  PyTorch release's (``src/model/discriminator.py``): ten 5x5 convs without bias, 32-32-64-64-128-128-
+  256-256-512 channels with strides 1-2-1-2-1-4-1-4-1, then a 4x4 stride-4 conv to 512 and a 1x1 conv
+  to one logit, LeakyReLU 0.2 after every conv but the last; it needs crops of 256 (one logit per
+  crop). One discriminator step per generator step (the release's ``gan_k = 1``).
 """
 
 from __future__ import annotations
@@ -97,15 +108,54 @@ class MSResNet(nn.Module):
         return outputs
 
 
-class MultiScaleL1(nn.Module):
-    """The release's ``1*L1``: L1 at every scale against the sharp pyramid, averaged over scales."""
+LOSSES = ("l1", "mse+adv")
+
+
+class MultiScaleContent(nn.Module):
+    """The content term at every scale against the sharp pyramid (coarse to fine), averaged over scales:
+    L1 (the release) or half the MSE on the [0, 1] range (the paper)."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__()
+        if options["loss"] not in LOSSES:
+            raise ValueError(f"deepdeblur option loss: {options['loss']!r} is not one of {', '.join(LOSSES)}")
+        self.mse = options["loss"] == "mse+adv"
 
     def forward(self, outputs: list[torch.Tensor], sharp: torch.Tensor) -> torch.Tensor:
         targets = pyramid(sharp, len(outputs))[::-1]
-        return sum(F.l1_loss(o, t) for o, t in zip(outputs, targets, strict=True)) / len(outputs)
+        if self.mse:  # outputs are in [-1, 1]: a quarter of their MSE is the MSE on [0, 1]
+            terms = [F.mse_loss(o, t) / 4 / 2 for o, t in zip(outputs, targets, strict=True)]
+        else:
+            terms = [F.l1_loss(o, t) for o, t in zip(outputs, targets, strict=True)]
+        return sum(terms) / len(outputs)
+
+
+class Discriminator(nn.Module):
+    """The PyTorch release's discriminator: one logit per 256x256 image."""
+
+    def __init__(self, features: int = 64, kernel: int = 5) -> None:
+        super().__init__()
+        plan = [(3, features // 2, 1), (features // 2, features // 2, 2), (features // 2, features, 1),
+                (features, features, 2), (features, features * 2, 1), (features * 2, features * 2, 4),
+                (features * 2, features * 4, 1), (features * 4, features * 4, 4), (features * 4, features * 8, 1)]
+        layers = [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False)
+                  for c_in, c_out, stride in plan]
+        layers.append(nn.Conv2d(features * 8, features * 8, 4, stride=4, padding=0, bias=False))
+        self.conv_layers = nn.ModuleList(layers)
+        self.act = nn.LeakyReLU(0.2, inplace=True)
+        self.dense = nn.Conv2d(features * 8, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) < 256:
+            raise ValueError(f"DeepDeblur's discriminator needs crops of at least 256x256, got "
+                             f"{x.shape[-2]}x{x.shape[-1]} (set the method's train crop to 256)")
+        for layer in self.conv_layers:
+            x = self.act(layer(x))
+        return self.dense(x)
+
+
+def build_discriminator(options: Mapping[str, Any]) -> Discriminator | None:
+    return Discriminator(options["features"], options["kernel"]) if options["loss"] == "mse+adv" else None
 
 
 def load_official(model: nn.Module, path: Path) -> None:
@@ -127,13 +177,17 @@ register(Method(
     display_name="Nah et al. [14]",
     kind="trained",
     summary="DeepDeblur (PyTorch release): 3-scale coarse-to-fine CNN, 19 ResBlocks of 64 features per "
-            "scale, 5x5 kernels, conv + PixelShuffle upsampling, multi-scale L1 loss.",
+            "scale, 5x5 kernels, conv + PixelShuffle upsampling, multi-scale L1 loss (option loss: mse+adv "
+            "for the paper's multi-scale MSE + 1e-4 adversarial term).",
     build=build,
-    training=Training(content_loss=MultiScaleL1),
-    defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "lr": 1e-4, "betas": [0.9, 0.999],
-              "eps": 1e-8, "lr_final": 1.25e-5, "batch_size": 16, "crop": 256},
+    training=Training(content_loss=MultiScaleContent, build_critic=build_discriminator, adversarial="bce",
+                      adversarial_weight=1e-4),
+    defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "loss": "l1", "lr": 1e-4,
+              "betas": [0.9, 0.999], "eps": 1e-8, "lr_final": 1.25e-5, "batch_size": 16, "crop": 256,
+              "n_critic": 1},
     deviations=(
-        "Loss: the PyTorch release's multi-scale L1, not the paper's MSE + 1e-4 adversarial term.",
+        "Loss: by default the PyTorch release's multi-scale L1, not the paper's MSE + 1e-4 adversarial term "
+        "(which option loss: mse+adv trains, with the release's discriminator and 256x256 crops).",
         "Schedule: this profile's epochs, decaying linearly to the release's final rate 1.25e-5 instead of "
         "its steps (x0.5 at epochs 500, 750 and 900 of 1000).",
         "Pyramid: 5x5 Gaussian (sigma 1) then stride 2 for the down-scaled inputs and targets.",

@@ -32,14 +32,23 @@ class Training:
 
     ``content_loss(options)`` builds a module called as ``loss(output, target) -> scalar``; the
     output may be a list of scales (coarse to fine). ``build_critic(options)`` builds the critic of
-    a WGAN-GP method, or is ``None`` for a plain CNN. ``prepare_batch(blurred, sharp, generator)``
-    turns a batch of crop pairs in [-1, 1] into the method's own ``(input, target)`` (a patch
-    classifier draws its kernels there); ``None`` means ``(blurred, sharp)``.
+    an adversarial method (it may return ``None`` when the options ask for no adversary), or is
+    ``None`` for a plain CNN. ``adversarial`` names the game: ``"wgan-gp"`` (critic loss with
+    gradient penalty, generator loss -D(G(B))) or ``"bce"`` (the standard GAN on logits); the
+    generator minimises ``content + adversarial_weight * adversarial``. ``prepare_batch(blurred,
+    sharp, generator)`` turns a batch of crop pairs in [-1, 1] into the method's own ``(input,
+    target)`` (a patch classifier draws its kernels there); ``None`` means ``(blurred, sharp)``.
     """
 
     content_loss: Callable[[Options], nn.Module]
-    build_critic: Callable[[Options], nn.Module] | None = None
+    build_critic: Callable[[Options], nn.Module | None] | None = None
+    adversarial: Literal["wgan-gp", "bce"] = "wgan-gp"
+    adversarial_weight: float = 1.0
     prepare_batch: BatchPreparer | None = None
+
+    def __post_init__(self) -> None:
+        if self.adversarial not in ("wgan-gp", "bce"):
+            raise ValueError(f"Training.adversarial must be 'wgan-gp' or 'bce', not {self.adversarial!r}")
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

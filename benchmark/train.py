@@ -1,4 +1,4 @@
-"""The one training loop: WGAN-GP (critic steps, then a generator step) or a plain CNN.
+"""The one training loop: an adversarial game (critic steps, then a generator step; WGAN-GP or BCE) or a plain CNN.
 
 Read top to bottom: schedule, critic step, generator step, validation, checkpoint, loop. A method
 says what it needs through :class:`benchmark.registry.Training`; everything numeric comes from the
@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from benchmark.registry import Method, network_restore
-from models.losses import critic_loss, generator_adversarial_loss
+from models.losses import bce_discriminator_loss, bce_generator_loss, critic_loss, generator_adversarial_loss
 
 LOG_FIELDS = ("iteration", "epoch", "lr", "loss_critic", "gradient_penalty", "loss_adversarial", "loss_content")
 
@@ -122,7 +122,9 @@ class Trainer:
         self.opt_g = _adam(self.generator.parameters(), settings)
         self.critic = self.opt_d = None
         if method.training.build_critic is not None:
-            self.critic = method.training.build_critic(self.options).to(device)
+            self.critic = method.training.build_critic(self.options)
+        if self.critic is not None:
+            self.critic = self.critic.to(device)
             self.opt_d = _adam(self.critic.parameters(), settings)
         self.iteration = 0
         self.wall_seconds = 0.0
@@ -136,11 +138,14 @@ class Trainer:
         return blurred.to(self.device), sharp.to(self.device)
 
     def critic_step(self, sharp: torch.Tensor, restored: torch.Tensor) -> dict[str, float]:
-        loss, stats = critic_loss(self.critic, sharp, restored.detach(), self.settings["gp_weight"])
+        if self.method.training.adversarial == "wgan-gp":
+            loss, stats = critic_loss(self.critic, sharp, restored.detach(), self.settings["gp_weight"])
+        else:
+            loss, stats = bce_discriminator_loss(self.critic, sharp, restored)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return {"loss_critic": loss.item(), "gradient_penalty": stats["gradient_penalty"]}
+        return {"loss_critic": loss.item(), "gradient_penalty": stats.get("gradient_penalty", "")}
 
     def generator_step(self, output: torch.Tensor | list[torch.Tensor], finest: torch.Tensor,
                        sharp: torch.Tensor) -> dict[str, float]:
@@ -150,10 +155,12 @@ class Trainer:
         if self.critic is not None:
             for p in self.critic.parameters():
                 p.requires_grad_(False)
-            adversarial = generator_adversarial_loss(self.critic, finest)
+            training = self.method.training
+            gan_loss = generator_adversarial_loss if training.adversarial == "wgan-gp" else bce_generator_loss
+            adversarial = gan_loss(self.critic, finest)
             for p in self.critic.parameters():
                 p.requires_grad_(True)
-            loss = adversarial + content
+            loss = content + training.adversarial_weight * adversarial
             stats["loss_adversarial"] = adversarial.item()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()

@@ -64,6 +64,21 @@ def generator_adversarial_loss(critic: nn.Module, fake: torch.Tensor) -> torch.T
     return -critic(fake).mean()
 
 
+def bce_discriminator_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The standard GAN discriminator loss on logits: BCE(D(fake), 0) + BCE(D(real), 1), ``fake`` detached
+    (DeepDeblur's adversarial term)."""
+    d_fake, d_real = critic(fake.detach()), critic(real)
+    loss = (F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+            + F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)))
+    return loss, {}
+
+
+def bce_generator_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    """BCE(D(fake), 1) on logits: the non-saturating generator loss."""
+    d_fake = critic(fake)
+    return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+
+
 def vgg19_weights_path(cache_dir: Path | None = None) -> Path:
     """Where torchvision keeps ``vgg19-dcbb9e9d.pth`` (or ``cache_dir``)."""
     return Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints") / VGG19_FILE

@@ -89,3 +89,56 @@ def test_stop_after_then_resume_matches_and_reports_progress(tiny_gopro, tiny_ca
     subprocess.run(_train_cmd(tiny_gopro, tiny_cache, split, "--resume"), check=True)
     assert _same(_weights(split / "model.pt"), _weights(straight / "model.pt"))
     assert (split / "log.csv").read_text() == (straight / "log.csv").read_text()
+
+
+class _Pairs:
+    """A sampler of fixed random 256x256 crop pairs (what DeepDeblur's discriminator needs)."""
+
+    def __init__(self, n=2):
+        g = torch.Generator().manual_seed(0)
+        self.sharp = torch.rand(n, 3, 256, 256, generator=g) * 2 - 1
+        self.blurred = (self.sharp + torch.roll(self.sharp, 3, -1)) / 2
+
+    def __len__(self):
+        return len(self.sharp)
+
+    def next_batch(self, batch_size):
+        return self.blurred[:batch_size], self.sharp[:batch_size]
+
+
+def test_deepdeblur_paper_loss_trains_the_release_discriminator_with_bce(tmp_path):
+    from baselines.deepdeblur import Discriminator
+    from benchmark.train import Trainer
+
+    method = registry.get("deepdeblur")
+    options = method.options({"loss": "mse+adv", "features": 8, "blocks": 1})
+    settings = train_settings({"seed": 0, "epochs_constant": 1, "epochs_decay": 0, "lr": 1e-4, "lr_final": 1e-7,
+                               "betas": [0.5, 0.999], "eps": 1e-8, "n_critic": 5, "batch_size": 1, "crop": 256},
+                              method, None)
+    assert settings["n_critic"] == 1  # the release's gan_k
+    trainer = Trainer(method, options, settings, _Pairs(), tmp_path, torch.device("cpu"))
+    assert isinstance(trainer.critic, Discriminator)
+    assert trainer.critic(torch.zeros(1, 3, 256, 256)).shape == (1, 1, 1, 1)
+    critic_before = [p.detach().clone() for p in trainer.critic.parameters()]
+    stats = trainer.step()
+    assert stats["gradient_penalty"] == "" and stats["loss_critic"] > 0 and stats["loss_adversarial"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, trainer.critic.parameters(), strict=True))
+    with pytest.raises(ValueError, match="at least 256x256"):
+        trainer.critic(torch.zeros(1, 3, 128, 128))
+    # The default (the release's L1) trains without a discriminator.
+    plain = Trainer(method, method.options({"features": 8, "blocks": 1}), settings, _Pairs(), tmp_path / "l1",
+                    torch.device("cpu"))
+    assert plain.critic is None and "loss_adversarial" not in plain.step()
+
+
+def test_deepdeblur_content_losses_follow_the_release_and_the_paper():
+    from baselines.deepdeblur import MultiScaleContent, pyramid
+
+    sharp = torch.rand(1, 3, 16, 16) * 2 - 1
+    outputs = [t + 0.1 for t in pyramid(sharp, 3)[::-1]]  # coarse to fine, each off by 0.1 on [-1, 1]
+    l1 = MultiScaleContent({"loss": "l1"})(outputs, sharp)
+    mse = MultiScaleContent({"loss": "mse+adv"})(outputs, sharp)
+    assert l1.item() == pytest.approx(0.1)
+    assert mse.item() == pytest.approx(0.05**2 / 2)  # 0.1 on [-1, 1] is 0.05 on [0, 1]; 1/(2K) sum_k
+    with pytest.raises(ValueError, match="loss: 'mse'"):
+        MultiScaleContent({"loss": "mse"})
