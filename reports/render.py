@@ -58,6 +58,9 @@ def profile_deviations(cfg: Mapping[str, Any]) -> list[str]:
                + (" instead of 1280x720." if (tm["classical_width"], tm["classical_height"]) != (1280, 720) else "."))
     if (tm["width"], tm["height"]) != (1280, 720):
         out.append(f"Timing: networks timed at {tm['width']}x{tm['height']} instead of 1280x720.")
+    if not tm.get("exclusive", True):
+        out.append("Timing: timing jobs ran on one core beside other jobs (timing.exclusive: false), so the times "
+                   "include contention.")
     return out
 
 
