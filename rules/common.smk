@@ -141,4 +141,4 @@ def check_device():
         if not torch.cuda.is_available():
             raise WorkflowError(
                 f"profile {PROFILE!r} asks for device: cuda, but torch sees no CUDA device here. Run it on a "
-                "GPU machine (or a cluster, --profile profiles/slurm), or use --config device=cpu knowingly.")
+                "GPU machine, or use --config device=cpu knowingly.")
