@@ -7,9 +7,11 @@
 Synthesises the embedded GOPRO-like set (96 training pairs, 8 test pairs of 128x128, seed 2023)
 into ``--work``, trains a fresh generator with Adam (1e-4, betas 0.5/0.999) on random crops for a
 wall-clock budget, and prints the mean PSNR on the test pairs every ``--every`` seconds beside
-the blurred input's. ``gan`` is the paper's game (5 critic steps of WGAN-GP, mu 10, then
--mean D + lambda x perceptual); ``perceptual`` is lambda x the perceptual term alone; ``l1`` is a
-plain L1 content loss (not the paper's; the reference for "does this generator learn at all").
+the blurred input's. Each iteration is one step of the project's training loop
+(:meth:`benchmark.train.Trainer.step`) with the quick profile's ``train`` settings: ``gan`` is the
+registered method as it is (5 critic steps of WGAN-GP on the batch, mu 10, then -mean D + lambda x
+perceptual); ``perceptual`` drops the critic; ``l1`` also swaps the content loss for plain L1 (not
+the paper's; the reference for "does this generator learn at all").
 The perceptual network is VGG19 ``features[:15]`` with ``--vgg random`` (fixed-seed He
 initialisation, the offline profiles' documented deviation) or ``imagenet`` (needs the file).
 """
@@ -17,27 +19,34 @@ initialisation, the offline profiles' documented deviation) or ``imagenet`` (nee
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import yaml
+from torch import nn
 
+from benchmark import registry
 from benchmark.data import CropSampler, build_crop_cache, gopro_pairs, read_image
 from benchmark.metrics import psnr
+from benchmark.registry import network_restore
 from benchmark.synthetic import synthesise_gopro
-from models.critic import PatchCritic
-from models.generator import Generator
-from models.losses import PerceptualLoss, critic_loss, generator_adversarial_loss
+from benchmark.train import Trainer, train_settings
+
+QUICK = Path(__file__).resolve().parents[1] / "config" / "quick.yaml"
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    return tensor[0].permute(1, 2, 0).add(1).mul(127.5).round().clamp(0, 255).byte().numpy()
+def method_for(block: str, loss: str) -> registry.Method:
+    """The registered GAN method for ``block``, with its training cut down to ``loss``."""
+    method = registry.get(block)
+    if loss == "gan":
+        return method
+    training = dataclasses.replace(method.training, build_critic=None)
+    if loss == "l1":
+        training = dataclasses.replace(training, content_loss=lambda options: nn.L1Loss())
+    return dataclasses.replace(method, training=training)
 
 
 def main() -> None:
@@ -57,7 +66,6 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     data = args.work / f"data_t{args.max_translation:g}"
     if not data.exists():
         synthesise_gopro(data, seed=2023, train_pairs=96, test_pairs=8, size=128,
@@ -68,56 +76,35 @@ def main() -> None:
     test = [(read_image(p.blurred), read_image(p.sharp)) for p in gopro_pairs(data, "test")]
     baseline = float(np.mean([psnr(b, s) for b, s in test]))
 
-    generator = Generator(args.block, 9)
-    adam = dict(lr=1e-4, betas=(0.5, 0.999), eps=1e-8)
-    opt_g = torch.optim.Adam(generator.parameters(), **adam)
-    perceptual = PerceptualLoss(args.vgg, normalize=not args.raw_vgg_input) if args.loss != "l1" else None
-    critic = PatchCritic() if args.loss == "gan" else None
-    opt_d = torch.optim.Adam(critic.parameters(), **adam) if critic else None
-    sampler = CropSampler(cache, args.crop, seed=0)
+    method = method_for(args.block, args.loss)
+    settings = train_settings(yaml.safe_load(QUICK.read_text())["train"], method, {
+        "crop": args.crop, "batch_size": args.batch_size, "perceptual_weights": args.vgg,
+        "perceptual_normalize": not args.raw_vgg_input})
+    options = method.options()
+    sampler = CropSampler(cache, settings["crop"], settings["seed"])
+    trainer = Trainer(method, options, settings, sampler, args.work / "run", torch.device("cpu"))  # never checkpoints
 
     def evaluate() -> float:
-        generator.eval()
+        trainer.generator.eval()
         with torch.no_grad():
-            score = float(np.mean([psnr(to_uint8(generator(to_tensor(b))), s) for b, s in test]))
-        generator.train()
+            score = float(np.mean([psnr(network_restore(trainer.generator, b, options), s) for b, s in test]))
+        trainer.generator.train()
         return score
 
     print(f"{args.loss}, {args.block}, crop {args.crop}, batch {args.batch_size}, "
           f"blur {args.max_translation:g} px: blurred input {baseline:.2f} dB", flush=True)
-    start, iteration, next_eval = time.perf_counter(), 0, args.every
+    start, next_eval = time.perf_counter(), args.every
     while time.perf_counter() - start < args.seconds:
-        if critic is not None:
-            for _ in range(5):
-                blurred, sharp = sampler.next_batch(args.batch_size)
-                with torch.no_grad():
-                    fake = generator(blurred)
-                loss_d, _ = critic_loss(critic, sharp, fake, 10.0)
-                opt_d.zero_grad()
-                loss_d.backward()
-                opt_d.step()
-            critic.requires_grad_(False)
-        blurred, sharp = sampler.next_batch(args.batch_size)
-        restored = generator(blurred)
-        if args.loss == "l1":
-            loss_g = F.l1_loss(restored, sharp)
-        else:
-            loss_g = 100.0 * perceptual(restored, sharp)
-            if critic is not None:
-                loss_g = loss_g + generator_adversarial_loss(critic, restored)
-        opt_g.zero_grad()
-        loss_g.backward()
-        opt_g.step()
-        if critic is not None:
-            critic.requires_grad_(True)
-        iteration += 1
+        trainer.step()
+        trainer.iteration += 1
         elapsed = time.perf_counter() - start
         if elapsed >= next_eval:
             score = evaluate()
-            print(f"  {elapsed:5.0f} s, iteration {iteration}: {score:.2f} dB ({score - baseline:+.2f})", flush=True)
+            print(f"  {elapsed:5.0f} s, iteration {trainer.iteration}: {score:.2f} dB ({score - baseline:+.2f})",
+                  flush=True)
             next_eval += args.every
     score = evaluate()
-    print(f"  end, iteration {iteration}: {score:.2f} dB ({score - baseline:+.2f})", flush=True)
+    print(f"  end, iteration {trainer.iteration}: {score:.2f} dB ({score - baseline:+.2f})", flush=True)
 
 
 if __name__ == "__main__":
