@@ -13,7 +13,13 @@ registered method as it is (5 critic steps of WGAN-GP on the batch, mu 10, then 
 perceptual); ``perceptual`` drops the critic; ``l1`` also swaps the content loss for plain L1 (not
 the paper's; the reference for "does this generator learn at all").
 The perceptual network is VGG19 ``features[:15]`` with ``--vgg random`` (fixed-seed He
-initialisation, the offline profiles' documented deviation) or ``imagenet`` (needs the file).
+initialisation, the offline profiles' documented deviation) or ``imagenet`` (needs the file);
+``--zero-mean-conv1`` (an experiment, not a product option) removes the mean of each conv1_1 kernel
+so that the random features cannot see flat colour.
+
+Each evaluation also prints what the generator changes: the RMS of (restored - blurred input) in
+grey levels, and of its low-pass part (Gaussian, sigma 3 px). Sharpening is a high-frequency change;
+a large low-pass part is drift of brightness or colour.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from benchmark import registry
@@ -61,6 +68,8 @@ def main() -> None:
     parser.add_argument("--vgg", default="random", choices=("random", "imagenet"))
     parser.add_argument("--raw-vgg-input", action="store_true",
                         help="feed VGG [-1, 1] unnormalised (DeblurGAN) instead of ImageNet-normalised")
+    parser.add_argument("--zero-mean-conv1", action="store_true",
+                        help="experiment: zero-mean conv1_1 kernels in the random VGG19")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("results/benchmarks/loss_learning"))
     args = parser.parse_args()
@@ -83,13 +92,21 @@ def main() -> None:
     options = method.options()
     sampler = CropSampler(cache, settings["crop"], settings["seed"])
     trainer = Trainer(method, options, settings, sampler, args.work / "run", torch.device("cpu"))  # never checkpoints
+    if args.zero_mean_conv1:
+        conv1 = trainer.content_loss.perceptual.features[0]
+        with torch.no_grad():
+            conv1.weight -= conv1.weight.mean(dim=(2, 3), keepdim=True)
 
-    def evaluate() -> float:
+    def evaluate() -> str:
         trainer.generator.eval()
         with torch.no_grad():
-            score = float(np.mean([psnr(network_restore(trainer.generator, b, options), s) for b, s in test]))
+            restored = [network_restore(trainer.generator, b, options) for b, _ in test]
         trainer.generator.train()
-        return score
+        score = float(np.mean([psnr(r, s) for r, (_, s) in zip(restored, test, strict=True)]))
+        change = [r.astype(np.float64) - b for r, (b, _) in zip(restored, test, strict=True)]
+        rms = np.mean([np.sqrt(np.mean(d**2)) for d in change])
+        low = np.mean([np.sqrt(np.mean(gaussian_filter(d, (3, 3, 0)) ** 2)) for d in change])
+        return f"{score:.2f} dB ({score - baseline:+.2f}); change vs input: rms {rms:.2f}, low-pass {low:.2f}"
 
     print(f"{args.loss}, {args.block}, crop {args.crop}, batch {args.batch_size}, "
           f"blur {args.max_translation:g} px: blurred input {baseline:.2f} dB", flush=True)
@@ -99,12 +116,9 @@ def main() -> None:
         trainer.iteration += 1
         elapsed = time.perf_counter() - start
         if elapsed >= next_eval:
-            score = evaluate()
-            print(f"  {elapsed:5.0f} s, iteration {trainer.iteration}: {score:.2f} dB ({score - baseline:+.2f})",
-                  flush=True)
+            print(f"  {elapsed:5.0f} s, iteration {trainer.iteration}: {evaluate()}", flush=True)
             next_eval += args.every
-    score = evaluate()
-    print(f"  end, iteration {trainer.iteration}: {score:.2f} dB ({score - baseline:+.2f})", flush=True)
+    print(f"  end, iteration {trainer.iteration}: {evaluate()}", flush=True)
 
 
 if __name__ == "__main__":
