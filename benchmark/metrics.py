@@ -19,6 +19,7 @@ C1 = (0.01 * 255)^2 and C2 = (0.03 * 255)^2 throughout.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from functools import cache
@@ -167,6 +168,12 @@ def kohler_score(restored: np.ndarray, frames: Sequence[np.ndarray]) -> dict[str
 def _pyiqa_metric(name: str):
     import pyiqa
     import torch
+
+    # pyiqa finds an architecture by its module name; CW_SSIM lives in ssim_arch, which that guess misses,
+    # so create_metric would import every architecture (transformers, timm: ~8 s per score job).
+    # Importing that module first registers SSIM and CW_SSIM and skips the scan.
+    with contextlib.suppress(ImportError):
+        import pyiqa.archs.ssim_arch  # noqa: F401
 
     return pyiqa.create_metric(name, as_loss=False, device=torch.device("cpu"))
 
