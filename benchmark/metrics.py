@@ -118,17 +118,39 @@ def ssim(restored: np.ndarray, reference: np.ndarray, variant: str = "matlab") -
     return float(np.mean([_wang_2d(x[..., c], y[..., c]) for c in range(x.shape[2])]))
 
 
-def _integer_shift(x: np.ndarray, z: np.ndarray) -> tuple[int, int]:
-    """The integer (dy, dx) that best aligns z to x: x[i, j] ~ z[i - dy, j - dx] (DFT cross-correlation
-    peak, as ``dftregistration`` with upsampling 1), wrapped to the signed range."""
-    cc = np.fft.ifft2(np.fft.fft2(x) * np.conj(np.fft.fft2(z)))
-    dy, dx = np.unravel_index(np.argmax(np.abs(cc)), cc.shape)
-    h, w = x.shape
-    return int(dy - h if dy > h // 2 else dy), int(dx - w if dx > w // 2 else dx)
+# -- Köhler et al. (ECCV 2012) ---------------------------------------------------------------------
+# Read from the benchmark's own evaluation code (a copy is in codeslake/PVDNet,
+# evaluation/evaluation_code/): eval_image.m, dftregistration.m, imshift.m + shiftmatrix.m,
+# get_best_metric_value2.m and metrix_mux (preprocess_metrix_mux.m, ssim_index.m, mssim_index.m,
+# ssim_index_modified.m). Written anew here; the roles of the two images are theirs.
+
+# The columns of a Köhler score CSV besides ``image``: each SSIM says which one it is.
+KOHLER_COLUMNS = ("psnr", "ssim_metrix", "ms_ssim_metrix", "best_frame")
+KOHLER_SSIM_MIN_SIDE = 2 * RADIUS + 1  # ssim_index refuses smaller images
+KOHLER_MS_SSIM_SCALES = 5
+KOHLER_MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # per scale, contrast and structure alike
+KOHLER_MS_SSIM_ALPHA = 0.1333  # the luminance term, coarsest scale only
+# Analysis low-pass filter of the biorthogonal (CDF) 9/7 wavelet: mssim_index's anti-aliasing filter
+# before each 2x decimation, applied separably (its 2-D filter is the normalised outer product).
+_BIOR97_LOWPASS = np.array([0.037828455507260, -0.023849465019560, -0.110624404418440, 0.377402855612830,
+                            0.852698679008890, 0.377402855612830, -0.110624404418440, -0.023849465019560,
+                            0.037828455507260])
+
+
+def dft_register(reference: np.ndarray, moving: np.ndarray) -> tuple[int, int]:
+    """The integer shift (dy, dx) with ``reference[i, j] ~ moving[i - dy, j - dx]``: ``dftregistration``
+    with upsampling 1. The peak of the circular cross-correlation ifft2(F_reference conj(F_moving)) is
+    searched over the whole array (the first peak in MATLAB's column-major order wins a tie); a 0-based
+    peak index k >= floor(N / 2) means the shift k - N."""
+    cc = np.fft.ifft2(np.fft.fft2(reference) * np.conj(np.fft.fft2(moving))).real
+    h, w = cc.shape
+    col, row = divmod(int(np.argmax(cc.T)), h)
+    return row - h if row >= h // 2 else row, col - w if col >= w // 2 else col
 
 
 def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``a`` moved down by dy and right by dx, with zeros where nothing moved in (imshift 'same')."""
+    """``imshift(a, [dy dx], 'same')`` for integers: ``out[i, j] = a[i - dy, j - dx]``, zero where that
+    falls outside ``a``."""
     out = np.zeros_like(a)
     h, w = a.shape[:2]
     out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = a[max(-dy, 0):h - max(dy, 0),
@@ -136,31 +158,110 @@ def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def kohler_score(restored: np.ndarray, frames: Sequence[np.ndarray]) -> dict[str, Any]:
-    """The Köhler et al. (ECCV 2012) benchmark protocol against every ground-truth frame.
+def _valid_stats(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Gaussian (11x11, sigma 1.5) local means, variances and covariance, 'valid' part only (filter2)."""
+    g = _gaussian_1d()
 
-    For each frame z: least-squares intensity scaling zs = (sum(x z) / sum(z z)) z; the integer shift
-    aligning the channel means of zs to x (DFT registration); zs and a ones mask shifted by it with
-    zero fill; x masked; both converted to luma 0.299 R + 0.587 G + 0.114 B; PSNR = 10 log10(255^2 /
-    MSE) over the full frame (zeroed border included) and SSIM (``wang`` on that luma). The best
-    frame counts, for PSNR and SSIM independently. ``shift`` (dy, dx) moves the frame onto the image.
+    def blur(a: np.ndarray) -> np.ndarray:
+        a = ndimage.correlate1d(ndimage.correlate1d(a, g, axis=0), g, axis=1)
+        return a[RADIUS:-RADIUS, RADIUS:-RADIUS]
+
+    mx, my = blur(x), blur(y)
+    return mx, my, blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+
+
+def _ssim_components(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """Means of ssim_index_modified's luminance M, contrast V and structure R maps (C3 = C2 / 2)."""
+    mx, my, sxx, syy, sxy = _valid_stats(x, y)
+    sx, sy = np.sqrt(np.maximum(sxx, 0.0)), np.sqrt(np.maximum(syy, 0.0))  # MATLAB: real(sqrt(.))
+    m = (2 * mx * my + C1) / (mx * mx + my * my + C1)
+    v = (2 * sx * sy + C2) / (sxx + syy + C2)
+    r = (sxy + C2 / 2) / (sx * sy + C2 / 2)
+    return float(m.mean()), float(v.mean()), float(r.mean())
+
+
+def _ssim_map_mean(x: np.ndarray, y: np.ndarray) -> float:
+    """metrix_mux 'SSIM': the mean of Wang's SSIM map over the 'valid' window positions."""
+    mx, my, sxx, syy, sxy = _valid_stats(x, y)
+    return float((((2 * mx * my + C1) * (2 * sxy + C2)) / ((mx * mx + my * my + C1) * (sxx + syy + C2))).mean())
+
+
+def kohler_ms_ssim_fits(shape: tuple[int, ...]) -> bool:
+    """Whether every one of the 5 scales (each taken as rows/columns 1:2:end) keeps 11x11 pixels."""
+    return all(-(-n // 2 ** (KOHLER_MS_SSIM_SCALES - 1)) >= KOHLER_SSIM_MIN_SIDE for n in shape[:2])
+
+
+def kohler_ms_ssim(x: np.ndarray, y: np.ndarray) -> float:
+    """metrix_mux 'MSSIM' (mssim_index) of two 2-D float images with values in [0, 255].
+
+    Five scales; before scales 2-5 both images are filtered with the 9/7 low-pass (symmetric border)
+    and every second row and column is kept. Per scale the means of the contrast and structure maps,
+    at the coarsest scale also of the luminance map, are combined as m5^0.1333 prod v_s^w_s prod
+    r_s^w_s, w = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333). A negative structure mean makes MATLAB's
+    power complex; every value is returned as its magnitude, which is what get_best_metric_value2's
+    abs(max(...)) reports in all cases.
+    """
+    if not kohler_ms_ssim_fits(x.shape):
+        raise ValueError(f"MS-SSIM needs {KOHLER_SSIM_MIN_SIDE}x{KOHLER_SSIM_MIN_SIDE} pixels at its 5th scale, "
+                         f"i.e. at least 161 pixels a side; got {x.shape[1]}x{x.shape[0]}")
+    lowpass = _BIOR97_LOWPASS / _BIOR97_LOWPASS.sum()
+    value = 1.0
+    for scale, weight in enumerate(KOHLER_MS_SSIM_WEIGHTS):
+        if scale:
+            x, y = ([ndimage.correlate1d(ndimage.correlate1d(a, lowpass, axis=0, mode="reflect"), lowpass, axis=1,
+                                         mode="reflect")[::2, ::2] for a in (x, y)])  # 'reflect' = MATLAB 'symmetric'
+        m, v, r = _ssim_components(x, y)
+        value *= abs(v) ** weight * abs(r) ** weight
+    return value * abs(m) ** KOHLER_MS_SSIM_ALPHA
+
+
+def kohler_score(restored: np.ndarray, frames: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Köhler et al.'s benchmark score of one deblurred image, as their ``eval_image.m`` computes it.
+
+    For each ground-truth frame x, with z the deblurred image (both float64, 0-255):
+    ``zs = (sum(x z) / sum(z z)) z`` (the deblurred image scaled by least squares onto the frame); the
+    integer shift registering the channel mean of zs to that of x (:func:`dft_register`, x the
+    reference); zs and a ones mask shifted by it with zero fill (imshift); the frame masked,
+    ``xr = x * mask``; both converted to luma 0.299 R + 0.587 G + 0.114 B (unrounded); then
+    PSNR = 10 log10(255^2 / MSE) over the full frame, zeroed border included; ``ssim_metrix``: metrix_mux
+    'SSIM' (Wang's ssim_index: 11x11 Gaussian, sigma 1.5, 'valid', K = 0.01 / 0.03, L = 255, no
+    downsampling); ``ms_ssim_metrix``: metrix_mux 'MSSIM' (:func:`kohler_ms_ssim`; NaN when the image is
+    too small for its 5 scales, where the official code stops with an error). Each metric keeps its own
+    best frame (get_best_metric_value2: abs(max(...)) for PSNR and MSSIM; the max for SSIM, which
+    eval_image.m does not offer itself). ``shift`` (dy, dx) moved the deblurred image onto the PSNR's
+    best frame, ``scale`` scaled it.
     """
     if not frames:
         raise ValueError("kohler_score needs at least one ground-truth frame")
-    x = _check_pair(restored, frames[0])[0]
+    z = _check_pair(restored, frames[0])[0]
+    if min(z.shape[:2]) < KOHLER_SSIM_MIN_SIDE:
+        raise ValueError(f"Köhler SSIM needs at least 11x11 pixels, got {z.shape[1]}x{z.shape[0]}")
+    metrics = {"psnr": "best_frame", "ssim_metrix": "best_frame_ssim", "ms_ssim_metrix": "best_frame_ms_ssim"}
+    best: dict[str, Any] = {**dict.fromkeys(metrics, -math.inf), **dict.fromkeys(metrics.values(), -1),
+                            "shift": (0, 0), "scale": math.nan}
+    energy = float(np.sum(z * z))
+    with_ms = kohler_ms_ssim_fits(z.shape)
     luma = np.asarray(KOHLER_LUMA)
-    best: dict[str, Any] = {"psnr": -math.inf, "ssim": -math.inf}
     for index, frame in enumerate(frames):
-        z = _check_pair(restored, frame)[1]
-        scale = float(np.sum(x * z) / np.sum(z * z))
+        x = _check_pair(restored, frame)[1]
+        if energy == 0:  # an all-black deblurred image: the scale is 0/0 and MATLAB's scores are NaN
+            continue
+        scale = float(np.sum(x * z)) / energy
         zs = scale * z
-        dy, dx = _integer_shift(x.mean(axis=2), zs.mean(axis=2))
-        mask = _shift(np.ones_like(zs), dy, dx)
-        zr, xr = _shift(zs, dy, dx) @ luma, (x * mask) @ luma
-        value = _psnr(xr, zr)
-        if value > best["psnr"]:
-            best.update(psnr=value, best_frame=index, shift=(dy, dx), scale=scale)
-        best["ssim"] = max(best["ssim"], _wang_2d(xr, zr))
+        dy, dx = dft_register(x.mean(axis=2), zs.mean(axis=2))
+        zr = _shift(zs, dy, dx) @ luma
+        xr = (x * _shift(np.ones_like(zs), dy, dx)) @ luma
+        scores = {"psnr": _psnr(xr, zr), "ssim_metrix": _ssim_map_mean(xr, zr)}
+        if with_ms:
+            scores["ms_ssim_metrix"] = kohler_ms_ssim(xr, zr)
+        for key, value in scores.items():
+            if value > best[key]:  # strictly greater: the first maximum wins, as MATLAB's max
+                best[key], best[metrics[key]] = value, index
+                if key == "psnr":
+                    best.update(shift=(dy, dx), scale=scale)
+    for key in metrics:  # no frame scored (too small for MS-SSIM, or a black image): NaN
+        best[key] = math.nan if best[key] == -math.inf else best[key]
+    best["psnr"] = abs(best["psnr"])  # get_best_metric_value2 reports abs(max(...))
     return best
 
 
