@@ -287,7 +287,7 @@ def _score_set(layout: str, root: Path, blur_folder: str, restored: Path, cw_ssi
     from tqdm import tqdm
 
     from benchmark.data import gopro_pairs, kohler_items, read_image
-    from benchmark.metrics import kohler_score, score_image
+    from benchmark.metrics import KOHLER_COLUMNS, kohler_score, score_image
 
     rows = []
     if layout == "gopro":
@@ -298,8 +298,7 @@ def _score_set(layout: str, root: Path, blur_folder: str, restored: Path, cw_ssi
     else:
         for k in tqdm(kohler_items(root), desc="score", disable=quiet):
             result = kohler_score(read_image(restored / k.blurred.name), [read_image(f) for f in k.frames])
-            rows.append({"image": k.blurred.name, "psnr": result["psnr"], "ssim": result["ssim"],
-                         "best_frame": result["best_frame"]})
+            rows.append({"image": k.blurred.name, **{c: result[c] for c in KOHLER_COLUMNS}})
     return rows
 
 

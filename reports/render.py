@@ -94,7 +94,9 @@ def reproduction_notes(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
                    f"{t['val_every']} epoch(s), (b) the last of those values against parameter count."),
         ("Metrics", "restored images quantised to uint8 (round, clip) before scoring; PSNR on RGB, peak 255, mean "
                     "over images; the headline SSIM is the `matlab` variant, the others are in the metric protocol "
-                    "table; Köhler: intensity scaling, integer DFT registration, masked shift, luma, best frame."),
+                    "table; Köhler as eval_image.m: the deblurred image scaled by least squares onto each frame, "
+                    "integer DFT registration, the deblurred image shifted with zero fill, the frame masked, luma, "
+                    "best frame per metric; SSIM = metrix_mux 'SSIM', MS-SSIM = metrix_mux 'MSSIM'."),
     ]
 
 
@@ -208,6 +210,7 @@ def render_report(results: Path, config: Path, out: Path) -> None:
         "table2": table2,
         "table2_diff": _records(tables / "table2_differences.csv"),
         "protocol": _records(tables / "metric_protocol.csv"),
+        "kohler_protocol": _records(tables / "kohler_protocol.csv"),
         "complexity": timing,
         "methods": methods,
         "images": {p.stem: _embed(p) for p in sorted(figures.glob("*.png"))},

@@ -73,8 +73,10 @@ def test_smoke_report_is_complete(smoke_run):
         assert name in html
     for csv in (results / "report").glob("*.csv"):
         pd.read_csv(csv)
-    assert {"table1.csv", "table2.csv", "complexity.csv", "metric_protocol.csv"} <= {
+    assert {"table1.csv", "table2.csv", "complexity.csv", "metric_protocol.csv", "kohler_protocol.csv"} <= {
         p.name for p in (results / "report").glob("*.csv")}
+    kohler = pd.read_csv(results / "scores" / "msr2b" / "kohler.csv")  # each Köhler SSIM names which one it is
+    assert {"psnr", "ssim_metrix", "ms_ssim_metrix"} <= set(kohler.columns) and "ssim" not in kohler
 
 
 def test_every_registered_method_reaches_table2_including_the_plugin(smoke_run):
