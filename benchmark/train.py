@@ -8,10 +8,12 @@ configuration (``train`` section merged with the method's own defaults and overr
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
 import random
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -84,8 +86,16 @@ def _set_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> None
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary name in the same folder, then rename: no half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write (a full disk) as RuntimeError
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 1e6 if path.parent.is_dir() else 0.0
+        raise OSError(getattr(err, "errno", None) or errno.EIO,
+                      f"cannot write {path} ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "
+                      f"the disk holding {path.parent} has {free:.0f} MB free: free space, then resume",
+                      str(path)) from err
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
