@@ -79,7 +79,11 @@ def load_weights(method: Any, model: Any, path: Path) -> None:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:
         if method.load_official is None:
-            raise CliError(f"{path}: does not fit method {method.name!r}: {str(err).splitlines()[0]}") from err
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+            raise CliError(f"{path}: does not fit method {method.name!r}: "
+                           f"{detail[:200]}; give the options it was trained with (--options) or other weights") \
+                from err
         try:
             method.load_official(model, path)
         except (RuntimeError, ValueError, KeyError) as err:
@@ -373,10 +377,11 @@ def cmd_time(args: argparse.Namespace) -> int:
         model = build_model(method, options, args.weights, device)
     classical = method.build is None
     keys = ("classical_width", "classical_height") if classical else ("width", "height")
-    width = args.width or _count(t.get(keys[0], 1280), f"timing.{keys[0]}", args.config, 1)
-    height = args.height or _count(t.get(keys[1], 720), f"timing.{keys[1]}", args.config, 1)
-    warmup = args.warmup if args.warmup is not None else _count(t.get("warmup", 2), "timing.warmup", args.config, 0)
-    runs = args.runs or _count(t.get("runs", 10), "timing.runs", args.config, 1)
+    def setting(given: int | None, key: str, default: int, minimum: int) -> int:
+        return given if given is not None else _count(t.get(key, default), f"timing.{key}", args.config, minimum)
+
+    width, height = setting(args.width, keys[0], 1280, 1), setting(args.height, keys[1], 720, 1)
+    warmup, runs = setting(args.warmup, "warmup", 2, 0), setting(args.runs, "runs", 10, 1)
     if min(width, height, runs) < 1 or warmup < 0:
         raise CliError(f"--width {width} --height {height} --runs {runs} --warmup {warmup}: sizes and runs must be "
                        "at least 1, warm-up at least 0")

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,12 @@ def read_image_with_note(path: str | os.PathLike[str]) -> tuple[np.ndarray, str 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+            opened = Image.open(path)
+        with opened:
+            if opened.width * opened.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")  # PIL only warns below 2x
             opened.load()
             notes = []
             image = opened
