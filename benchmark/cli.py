@@ -211,6 +211,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from benchmark.data import CropSampler
+    from benchmark.files import check_parent
     from benchmark.train import Trainer, resolve_device, write_run_info
 
     _threads(args.threads)
@@ -225,8 +226,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     if missing:
         raise CliError(f"train settings lack {', '.join(missing)}: give --config PROFILE.yaml or --train JSON")
     _check_schedule(settings, args.stop_after)
-    from benchmark.files import check_parent
-
     check_parent(args.out)
     settings.setdefault("log_every", 10)
     settings.setdefault("checkpoint_every", 100)
@@ -257,10 +256,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _check_schedule(settings: Mapping[str, Any], stop_after: int | None) -> None:
     """A schedule of zero iterations would write an untrained network as if it were trained."""
-    for key in ("epochs_constant", "epochs_decay", "batch_size", "crop"):
+    for key, minimum in (("epochs_constant", 0), ("epochs_decay", 0), ("batch_size", 1), ("crop", 1)):
         value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise CliError(f"train setting {key} = {value!r}: must be a whole number >= 0")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise CliError(f"train setting {key} = {value!r}: must be a whole number >= {minimum}")
     if settings["epochs_constant"] + settings["epochs_decay"] < 1:
         raise CliError(f"train settings epochs_constant = {settings['epochs_constant']} and epochs_decay = "
                        f"{settings['epochs_decay']}: the schedule has no iterations; set at least one epoch")
