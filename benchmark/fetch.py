@@ -246,12 +246,17 @@ def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), a
     if name == "gopro":
         zip_path = Path(archive) if archive else downloads / "GOPRO_Large.zip"
         locked = _lock(root).get("GOPRO_Large.zip")
-        if not archive:
-            download([*mirrors, GOPRO_URL], zip_path, sha256=locked, retries=retries, backoff=backoff, quiet=quiet)
+        if not archive:  # the lock is checked below, where a mismatching download is kept, not deleted
+            download([*mirrors, GOPRO_URL], zip_path, retries=retries, backoff=backoff, quiet=quiet)
         actual = file_digest(zip_path, "sha256")
         if locked and actual != locked:
-            raise FetchError(f"{zip_path}: SHA-256 {actual} differs from the one recorded in {root / LOCK_FILE} "
-                             f"({locked}); the archive changed since the first download")
+            kept = zip_path
+            if not archive:
+                kept = zip_path.with_name(zip_path.name + ".unverified")
+                os.replace(zip_path, kept)
+            raise FetchError(f"{kept}: SHA-256 {actual} does not match the one recorded in {root / LOCK_FILE} "
+                             f"({locked}): the archive changed since the first download; if you trust this copy, "
+                             f"remove GOPRO_Large.zip from the lock and run fetch with --archive {kept}")
         try:
             _unpack_gopro(zip_path, root, limits_for("GOPRO_Large.zip", unpack_limit))
         except FetchError:

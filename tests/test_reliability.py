@@ -7,10 +7,15 @@ members and size caps (7) and temporary leftovers (8). The fetch tests use a ser
 
 import errno
 import hashlib
+import importlib.util
+import io
 import json
+import re
 import shutil
 import struct
 import subprocess
+import sys
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -88,6 +93,24 @@ def test_a_bad_gopro_archive_does_not_lock_its_hash(server, tmp_path, bad):
     assert record["checksums"]["GOPRO_Large.zip"] == hashlib.sha256(genuine).hexdigest()
     assert json.loads(lock.read_text())["GOPRO_Large.zip"] == hashlib.sha256(genuine).hexdigest()
     assert (root / "test" / "GOPR0384_11_00" / "sharp" / "000047.png").exists()
+
+
+def test_a_download_that_differs_from_the_lock_is_kept_and_the_way_out_named(server, tmp_path):
+    root = tmp_path / "GOPRO_Large"
+    mirror = [server.url + "/GOPRO_Large.zip"]
+    server.files["/GOPRO_Large.zip"] = gopro_zip()
+    fetch("gopro", root, mirrors=mirror, retries=0, backoff=0.01, quiet=True)
+    with zipfile.ZipFile(io.BytesIO(gopro_zip())) as z:  # the same layout, other pixels
+        other = zip_bytes({name: png(100 + i) for i, name in enumerate(z.namelist())})
+    server.files["/GOPRO_Large.zip"] = other
+    with pytest.raises(FetchError, match="does not match") as info:
+        fetch("gopro", root, mirrors=mirror, retries=0, backoff=0.01, quiet=True)
+    kept = root / "downloads" / "GOPRO_Large.zip.unverified"
+    assert kept.read_bytes() == other and LOCK_FILE in str(info.value) and str(kept) in str(info.value)
+    # The user trusts it: without the lock entry, the kept copy is accepted and locked.
+    (root / LOCK_FILE).write_text("{}")
+    fetch("gopro", root, archive=kept, quiet=True)
+    assert json.loads((root / LOCK_FILE).read_text())["GOPRO_Large.zip"] == hashlib.sha256(other).hexdigest()
 
 
 # -- 3. useless results -------------------------------------------------------------------------------
@@ -322,8 +345,6 @@ def test_kohler_archive_cannot_replace_the_downloads_folder(tmp_path, monkeypatc
 
 def test_archive_size_and_member_count_are_capped(tmp_path, monkeypatch, capsys):
     archive = tmp_path / "bomb.zip"
-    import zipfile
-
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("GOPRO_Large/train/a.png", b"\0" * 2_000_000)
     with pytest.raises(FetchError, match="uncompressed"):
@@ -401,3 +422,17 @@ def test_every_profiles_method_options_are_valid(profile):
     config = yaml.safe_load((REPO / "config" / f"{profile}.yaml").read_text())
     for name, section in config["methods"].items():
         registry.get(name).options({k: v for k, v in section.items() if k != "train"})
+
+
+def test_the_reliability_table_comes_from_the_probes_and_has_no_failure(monkeypatch):
+    spec = importlib.util.spec_from_file_location("probes", REPO / "benchmarks" / "probes.py")
+    probes = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "probes", probes)  # dataclasses look their module up
+    spec.loader.exec_module(probes)
+    titles = [p.title for p in probes.PROBES]
+    table = (REPO / "docs" / "reliability.md").read_text().splitlines()
+    rows = [line for line in table if re.match(r"\| \d+ \|", line)]
+    assert len(titles) >= 60 and len(rows) == len(titles)
+    for title, row in zip(titles, rows, strict=True):
+        escaped = title.replace("|", "\\|")
+        assert f"| {escaped} |" in row and "FAIL" not in row
