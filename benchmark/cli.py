@@ -1,7 +1,9 @@
 """The ``deblurbench`` command line: one subcommand per step of the workflow, plus ``deblur``.
 
-Every subcommand fails with one clear line on stderr and a non-zero exit, and writes its outputs
-under a temporary name before renaming them into place.
+Every subcommand fails with one clear line on stderr naming the file or value and what to do, exit
+code 2 for bad input and 1 when the machine failed (a full disk), and writes its outputs under a
+temporary name before renaming them into place (:mod:`benchmark.files`). The loop of ``deblur``
+lives in :mod:`benchmark.deblur`; ``docs/reliability.md`` lists the bad inputs probed.
 """
 
 from __future__ import annotations
