@@ -1,7 +1,9 @@
 """The ``deblurbench`` command line: one subcommand per step of the workflow, plus ``deblur``.
 
-Every subcommand fails with one clear line on stderr and a non-zero exit, and writes its outputs
-under a temporary name before renaming them into place.
+Every subcommand fails with one clear line on stderr naming the file or value and what to do, exit
+code 2 for bad input and 1 when the machine failed (a full disk), and writes its outputs under a
+temporary name before renaming them into place (:mod:`benchmark.files`). The loop of ``deblur``
+lives in :mod:`benchmark.deblur`; ``docs/reliability.md`` lists the bad inputs probed.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,8 @@ from typing import Any
 
 import yaml
 
-EXIT_ERROR = 2
+EXIT_ERROR = 2  # bad input: a file, a value or a path the user gave
+EXIT_FAILURE = 1  # the machine failed: a full disk, an I/O error
 
 
 class CliError(Exception):
@@ -77,14 +79,29 @@ def load_weights(method: Any, model: Any, path: Path) -> None:
         state = state["generator"]
     try:
         model.load_state_dict(state, strict=True)
-        return
     except (RuntimeError, TypeError, AttributeError) as err:
         if method.load_official is None:
-            raise CliError(f"{path}: does not fit method {method.name!r}: {str(err).splitlines()[0]}") from err
-    try:
-        method.load_official(model, path)
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise CliError(f"{path}: neither our weights nor the official release of {method.name!r}: {err}") from err
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+            raise CliError(f"{path}: does not fit method {method.name!r}: "
+                           f"{detail[:200]}; give the options it was trained with (--options) or other weights") \
+                from err
+        try:
+            method.load_official(model, path)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CliError(f"{path}: neither our weights nor the official release of {method.name!r}: "
+                           f"{str(err).splitlines()[0]}") from err
+    _require_finite(model, path)
+
+
+def _require_finite(model: Any, path: Path) -> None:
+    """Weights holding NaN or Inf restore every image to black: refuse them at load."""
+    import torch
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CliError(f"{path}: weights hold NaN or Inf values ({name}); the file is unusable: "
+                           "retrain or take another checkpoint")
 
 
 def _run_options(weights: Path | None) -> dict[str, Any]:
@@ -92,7 +109,17 @@ def _run_options(weights: Path | None) -> dict[str, Any]:
     if weights is None:
         return {}
     info = Path(weights).with_name("run.json")
-    return json.loads(info.read_text()).get("options", {}) if info.exists() else {}
+    if not info.exists():
+        return {}
+    try:
+        record = json.loads(info.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CliError(f"{info}: not a readable run record ({err}); delete it or give --options") from err
+    options = record.get("options", {}) if isinstance(record, dict) else None
+    if not isinstance(options, dict):
+        raise CliError(f"{info}: not a run record written by `deblurbench train` (expected a JSON object "
+                       "with an 'options' object); delete it or give --options")
+    return options
 
 
 def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, device: Any) -> Any:
@@ -106,21 +133,16 @@ def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, d
     return model.to(device).eval()
 
 
-def _atomic_dir(out: Path) -> Path:
-    """A fresh temporary sibling of ``out``; :func:`_commit_dir` renames it into place."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
+def _check_file_out(path: Path) -> None:
+    from benchmark.files import check_parent
 
-
-def _commit_dir(tmp: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    if path.is_dir():
+        raise CliError(f"--out {path}: is a folder; give a file name")
+    check_parent(path)
 
 
 def _write_text(path: Path, text: str) -> None:
+    _check_file_out(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -191,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from benchmark.data import CropSampler
+    from benchmark.files import check_parent
     from benchmark.train import Trainer, resolve_device, write_run_info
 
     _threads(args.threads)
@@ -204,6 +227,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                if k not in settings]
     if missing:
         raise CliError(f"train settings lack {', '.join(missing)}: give --config PROFILE.yaml or --train JSON")
+    _check_schedule(settings, args.stop_after)
+    check_parent(args.out)
     settings.setdefault("log_every", 10)
     settings.setdefault("checkpoint_every", 100)
     settings.setdefault("val_every", 1)
@@ -229,6 +254,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"trained {method.name}: {weights}")
     return 0
+
+
+def _check_schedule(settings: Mapping[str, Any], stop_after: int | None) -> None:
+    """A schedule of zero iterations would write an untrained network as if it were trained."""
+    for key, minimum in (("epochs_constant", 0), ("epochs_decay", 0), ("batch_size", 1), ("crop", 1)):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise CliError(f"train setting {key} = {value!r}: must be a whole number >= {minimum}")
+    if settings["epochs_constant"] + settings["epochs_decay"] < 1:
+        raise CliError(f"train settings epochs_constant = {settings['epochs_constant']} and epochs_decay = "
+                       f"{settings['epochs_decay']}: the schedule has no iterations; set at least one epoch")
+    if stop_after is not None and stop_after < 1:
+        raise CliError(f"--stop-after {stop_after}: must be at least 1 iteration")
 
 
 def _test_sets(args: argparse.Namespace) -> list[tuple[str, str, Path, str]]:
@@ -258,6 +296,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from benchmark.data import read_image, write_image
+    from benchmark.files import staged_dir
     from benchmark.train import resolve_device
 
     _threads(args.threads)
@@ -265,21 +304,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
     method, options, _ = method_setup(args.method, profile, {**_run_options(args.weights), **(args.options or {})})
     device = resolve_device(args.device)
     model = build_model(method, options, args.weights, device)
-    tmp = _atomic_dir(args.out)
+    sets = _test_sets(args)
     summary = {"method": method.name, "sets": {}}
-    for name, layout, root, blur_folder in _test_sets(args):
-        jobs = _restore_jobs(layout, root, blur_folder)[: args.limit or None]
-        seconds = []
-        for blurred_path, rel in tqdm(jobs, desc=f"restore {method.name} ({name})", unit="img", disable=args.quiet):
-            blurred = read_image(blurred_path)
-            start = time.perf_counter()
-            restored = method.restore(model, blurred, options)
-            seconds.append(time.perf_counter() - start)
-            write_image(tmp / name / rel, restored)
-        summary["sets"][name] = {"images": len(jobs), "seconds": seconds}
-        print(f"restored {len(jobs)} {name} images with {method.name}")
-    _write_text(tmp / "restore.json", json.dumps(summary, indent=2))
-    _commit_dir(tmp, args.out)
+    with staged_dir(args.out) as tmp:
+        for name, layout, root, blur_folder in sets:
+            jobs = _restore_jobs(layout, root, blur_folder)[: args.limit or None]
+            seconds = []
+            for blurred_path, rel in tqdm(jobs, desc=f"restore {method.name} ({name})", unit="img",
+                                          disable=args.quiet):
+                blurred = read_image(blurred_path)
+                start = time.perf_counter()
+                restored = method.restore(model, blurred, options)
+                seconds.append(time.perf_counter() - start)
+                write_image(tmp / name / rel, restored)
+            summary["sets"][name] = {"images": len(jobs), "seconds": seconds}
+            print(f"restored {len(jobs)} {name} images with {method.name}")
+        _write_text(tmp / "restore.json", json.dumps(summary, indent=2))
     return 0
 
 
@@ -305,17 +345,19 @@ def _score_set(layout: str, root: Path, blur_folder: str, restored: Path, cw_ssi
 def cmd_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    tmp = _atomic_dir(args.out)
-    for name, layout, root, blur_folder in _test_sets(args):
-        rows = _score_set(layout, root, blur_folder, args.restored / name, args.cw_ssim, args.quiet)
-        if not rows:
-            raise CliError(f"{root}: no test images found")
-        frame = pd.DataFrame(rows)
-        if args.method:
-            frame.insert(0, "method", args.method)
-        frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
-        print(f"scored {len(rows)} {name} images -> {args.out / (name + '.csv')}")
-    _commit_dir(tmp, args.out)
+    from benchmark.files import staged_dir
+
+    sets = _test_sets(args)
+    with staged_dir(args.out) as tmp:
+        for name, layout, root, blur_folder in sets:
+            rows = _score_set(layout, root, blur_folder, args.restored / name, args.cw_ssim, args.quiet)
+            if not rows:
+                raise CliError(f"{root}: no test images found")
+            frame = pd.DataFrame(rows)
+            if args.method:
+                frame.insert(0, "method", args.method)
+            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
+            print(f"scored {len(rows)} {name} images -> {args.out / (name + '.csv')}")
     return 0
 
 
@@ -323,6 +365,7 @@ def cmd_time(args: argparse.Namespace) -> int:
     from benchmark.timing import time_method
     from benchmark.train import resolve_device
 
+    _check_file_out(args.out)
     _threads(args.threads)
     profile = load_profile(args.config)
     t = profile.get("timing", {})
@@ -333,41 +376,35 @@ def cmd_time(args: argparse.Namespace) -> int:
     else:
         model = build_model(method, options, args.weights, device)
     classical = method.build is None
-    width = args.width or t.get("classical_width" if classical else "width", 1280)
-    height = args.height or t.get("classical_height" if classical else "height", 720)
-    result = time_method(method, model, options, width=width, height=height,
-                         warmup=args.warmup if args.warmup is not None else t.get("warmup", 2),
-                         runs=args.runs or t.get("runs", 10), device=device)
+    keys = ("classical_width", "classical_height") if classical else ("width", "height")
+    def setting(given: int | None, key: str, default: int, minimum: int) -> int:
+        return given if given is not None else _count(t.get(key, default), f"timing.{key}", args.config, minimum)
+
+    width, height = setting(args.width, keys[0], 1280, 1), setting(args.height, keys[1], 720, 1)
+    warmup, runs = setting(args.warmup, "warmup", 2, 0), setting(args.runs, "runs", 10, 1)
+    if min(width, height, runs) < 1 or warmup < 0:
+        raise CliError(f"--width {width} --height {height} --runs {runs} --warmup {warmup}: sizes and runs must be "
+                       "at least 1, warm-up at least 0")
+    result = time_method(method, model, options, width=width, height=height, warmup=warmup, runs=runs, device=device)
     _write_text(args.out, json.dumps(result, indent=2))
     print(f"{method.name}: median {result['median_s']:.4f} s at {width}x{height} on {result['device']}")
     return 0
 
 
+def _count(value: Any, key: str, config: Path | None, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise CliError(f"{key} = {value!r} in {config}: must be a whole number >= {minimum}")
+    return value
+
+
 def cmd_deblur(args: argparse.Namespace) -> int:
-    from benchmark.data import IMAGE_SUFFIXES, read_image_with_note, write_image
+    from benchmark.deblur import deblur_all, plan
     from benchmark.train import resolve_device
 
+    jobs = plan(args.input, args.out, args.force)
     method, options, _ = method_setup(args.method, {}, {**_run_options(args.weights), **(args.options or {})})
     model = build_model(method, options, args.weights, resolve_device(args.device))
-    source: Path = args.input
-    if source.is_dir():
-        inputs = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not inputs:
-            raise CliError(f"{source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-        out_dir = args.out or source.with_name(source.name + "_deblurred")
-        targets = [out_dir / (p.stem + ".png") for p in inputs]
-    elif source.exists():
-        inputs = [source]
-        targets = [args.out or source.with_name(source.stem + "_deblurred.png")]
-    else:
-        raise CliError(f"{source}: no such file or folder")
-    for src, dst in zip(inputs, targets, strict=True):
-        image, note = read_image_with_note(src)
-        if note:
-            print(f"{src}: {note}")
-        write_image(dst, method.restore(model, image, options))
-        print(f"{src} -> {dst}")
-    return 0
+    return deblur_all(method, model, options, jobs)
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -493,7 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="msr2b", help="registered method (default: msr2b)")
     p.add_argument("--weights", type=Path, help="weights of a trained method (model.pt, or an official release)")
     p.add_argument("--options", type=_json_arg, help="JSON of method options (e.g. '{\"k\": 9}')")
-    p.add_argument("--out", type=Path, help="output file (image in) or folder (folder in)")
+    p.add_argument("--out", type=Path, help="output file (image in) or folder (folder in); never an input")
+    p.add_argument("--force", action="store_true", help="overwrite outputs that already exist")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
     for name, func, help_ in (("tables", cmd_tables, "aggregate the per-image CSVs into the paper's tables"),
@@ -515,16 +553,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    code = EXIT_ERROR
     try:
         return args.func(args)
     except CliError as err:
-        print(f"deblurbench {args.command}: error: {err}", file=sys.stderr)
+        message = err
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"deblurbench {args.command}: error: {message}", file=sys.stderr)
+    except OSError as err:
+        from benchmark.files import os_error_message
+
+        message, code = os_error_message(err)
     except KeyboardInterrupt:
-        print(f"deblurbench {args.command}: interrupted", file=sys.stderr)
-    return EXIT_ERROR
+        message = "interrupted"
+    lines = str(message).strip().splitlines() or [type(message).__name__]
+    print(f"deblurbench {args.command}: error: {lines[0]}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

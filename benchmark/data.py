@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,12 @@ def read_image_with_note(path: str | os.PathLike[str]) -> tuple[np.ndarray, str 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked just below
+            opened = Image.open(path)
+        with opened:
+            if opened.width * opened.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")  # PIL only warns below 2x
             opened.load()
             notes = []
             image = opened
@@ -82,11 +88,28 @@ def read_image_with_note(path: str | os.PathLike[str]) -> tuple[np.ndarray, str 
             array, note = _to_rgb(image)
     except UnidentifiedImageError as err:
         raise ValueError(f"{path}: not an image file PIL can read") from err
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path}: declares {_declared_size(path)} pixels, beyond the "
+                         f"{Image.MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb, or a photo too large "
+                         "to deblur here); downscale it first") from err
     except OSError as err:
         raise ValueError(f"{path}: unreadable image ({err})") from err
     if note:
         notes.append(note)
     return array, "; ".join(notes) or None
+
+
+def _declared_size(path: Path) -> str:
+    """``WxH`` from the header of an image PIL refuses to decode, without decoding it."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # opening reads the header only; nothing is decoded here
+    try:
+        with Image.open(path) as image:
+            return "x".join(map(str, image.size))
+    except (OSError, ValueError):
+        return "too many"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def read_image(path: str | os.PathLike[str], *, convert: bool = True) -> np.ndarray:
@@ -118,6 +141,9 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(np.ascontiguousarray(array)).save(handle, format=image_format)
         os.replace(tmp, path)
+    except OSError as err:  # a full or read-only disk: name the file the user asked for
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -132,6 +158,9 @@ def _image_size(path: Path) -> tuple[int, int]:
                 width, height = height, width
     except UnidentifiedImageError as err:
         raise ValueError(f"{path}: not an image file PIL can read") from err
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path}: declares {_declared_size(path)} pixels, beyond the "
+                         f"{Image.MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb?)") from err
     return height, width
 
 

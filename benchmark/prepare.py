@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,12 +131,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.root.is_dir():
+        raise ValueError(f"--root {args.root}: no such folder; fetch the dataset first (deblurbench fetch "
+                         f"{args.dataset} --root {args.root})")
     verify = verify_gopro if args.dataset == "gopro" else verify_kohler
     report = verify(args.root, None) if args.structure_only else verify(args.root)
     text = report.format_report()
     print(text)
     if not report.ok:
-        return 1
+        print(f"deblurbench prepare: error: {args.root}: the {report.dataset} tree does not match its known layout "
+              "(the problems are listed above); fetch it again or fix it", file=sys.stderr)
+        return 2
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_name(args.out.name + ".tmp")

@@ -85,7 +85,11 @@ def network_restore(model: nn.Module, image: np.ndarray, options: Options) -> np
     y = model(x)
     if isinstance(y, list | tuple):
         y = y[-1]
-    return to_uint8(y[..., :h, :w].clamp(-1, 1))
+    y = y[..., :h, :w]
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("the network's output holds NaN or Inf values; refusing to write a meaningless image "
+                         "(check the weights)")
+    return to_uint8(y.clamp(-1, 1))
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,41 @@ class Method:
             raise ValueError(f"method {self.name!r}: a trained method needs build and training")
 
     def options(self, overrides: Options | None = None) -> dict[str, Any]:
-        """The method's defaults with ``overrides`` (from the configuration) on top."""
-        return {**self.defaults, **(overrides or {})}
+        """The method's defaults with ``overrides`` (from the configuration) on top.
+
+        A key the method does not define, or a value of another type than its default (``"wide"`` for
+        an integer width), is a ValueError naming the key and the valid keys.
+        """
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(self.defaults))
+        if unknown:
+            valid = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(f"method {self.name!r}: unknown option {', '.join(map(repr, unknown))} (valid: {valid})")
+        for key, value in overrides.items():
+            expected = _option_type(self.defaults[key])
+            if expected is not None and not _fits(value, expected):
+                raise ValueError(f"method {self.name!r}: option {key} = {value!r} must be {expected[1]} "
+                                 f"(default {self.defaults[key]!r})")
+        return {**self.defaults, **overrides}
+
+
+def _option_type(default: Any) -> tuple[tuple[type, ...], str] | None:
+    """Which values may replace ``default``: the same kind (an int may stand for a float)."""
+    if isinstance(default, bool):
+        return (bool,), "true or false"
+    if isinstance(default, int):
+        return (int,), "a whole number"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    if isinstance(default, str):
+        return (str,), "a string"
+    if isinstance(default, list | tuple):
+        return (list, tuple), "a list"
+    return None
+
+
+def _fits(value: Any, expected: tuple[tuple[type, ...], str]) -> bool:
+    return isinstance(value, expected[0]) and (bool in expected[0] or not isinstance(value, bool))
 
 
 _METHODS: dict[str, Method] = {}

@@ -8,11 +8,15 @@ configuration (``train`` section merged with the method's own defaults and overr
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
 import random
+import re
+import shutil
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,16 +88,39 @@ def _set_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> None
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary name in the same folder, then rename: no half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write (a full disk) as RuntimeError
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 1e6 if path.parent.is_dir() else 0.0
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else (str(err).splitlines() or [""])[0]
+        raise OSError(getattr(err, "errno", None) or errno.EIO,
+                      f"cannot write {path} ({reason or type(err).__name__}); "
+                      f"the disk holding {path.parent} has {free:.0f} MB free: free space, then resume",
+                      str(path)) from err
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by this module, safely (tensors and plain containers only)."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic != b"PK" and magic[:1] != b"\x80":  # a torch zip archive, or a (legacy) pickle
+        raise ValueError(f"{path}: not a torch checkpoint (neither a torch zip archive nor a pickle); give the "
+                         "model.pt or checkpoint.pt that deblurbench train wrote")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means the file is unusable
-        raise ValueError(f"{path}: not a readable deblurbench checkpoint ({err})") from err
+        refused = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
+        if refused:
+            what = refused.group(1).split(" was not")[0].strip()
+            reason = f"the weights-only loader refused it: {what}; nothing in it was run"
+        else:
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise ValueError(f"{path}: not a readable deblurbench checkpoint ({reason}); it may be cut short or "
+                         "of another program") from err
 
 
 class Trainer:

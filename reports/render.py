@@ -67,7 +67,7 @@ def profile_deviations(cfg: Mapping[str, Any]) -> list[str]:
 def reproduction_notes(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
     """SPEC section 4's readings of what the paper leaves open, with the values used in this run."""
     t, main = cfg["train"], registry.get(cfg["fig5"]["method"])
-    options = main.options(cfg["methods"].get(main.name, {}))
+    options = main.options({k: v for k, v in cfg["methods"].get(main.name, {}).items() if k != "train"})
     return [
         ("Generator body", f"k = {options['k']} {options['block'].upper()} blocks of 256 channels, group width "
                            f"w = {options['width']}; no normalisation (the paper removes IN)."),

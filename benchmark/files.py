@@ -1,0 +1,103 @@
+"""Writing outputs without leaving a mess: temporary siblings tagged with the process id, a sweep of the
+ones that dead processes left behind, and what a filesystem error means to the user (one line).
+
+A command writes a folder ``out`` as ``.out.tmp-PID`` (or ``.out.extracting-PID`` while unpacking an
+archive) and renames it into place when it is complete; on failure the temporary folder is removed. A
+process killed outright cannot clean up, so the next run sweeps every such sibling whose process is
+gone. Siblings of live processes are left alone: another job may still be writing them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TAGS = ("tmp", "extracting")
+FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+NOT_WRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def temporary_sibling(target: Path, tag: str = "tmp") -> Path:
+    """``<parent>/.<name>.<tag>-<pid>``: where this process builds ``target`` before renaming it."""
+    assert tag in TAGS
+    target = Path(target)
+    return target.with_name(f".{target.name}.{tag}-{os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, it is someone else's
+        return True
+    return True
+
+
+def sweep_stale(target: Path) -> list[Path]:
+    """Remove the temporary siblings of ``target`` left by processes that no longer run."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:{'|'.join(TAGS)})-(\d+)$")
+    removed = []
+    for item in target.parent.iterdir():
+        match = pattern.match(item.name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+            removed.append(item)
+    return removed
+
+
+def check_parent(path: Path, what: str = "--out") -> None:
+    """ValueError when a folder above ``path`` is a file, so ``path`` can never be created."""
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what} {path}: {parent} is a file, not a folder; choose another {what}")
+            return
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """A fresh temporary folder for ``out``, moved into place when the block ends without error and
+    removed when it does not. Stale temporary folders of dead processes are swept first."""
+    from benchmark.data import replace_dir
+
+    out = Path(out)
+    check_parent(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: is a file, not a folder; choose another --out")
+    sweep_stale(out)
+    tmp = temporary_sibling(out)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    replace_dir(tmp, out)
+
+
+def os_error_message(err: OSError, path: Path | str | None = None) -> tuple[str, int]:
+    """One line naming the file and what to do, and the exit code: 1 when the machine failed (a full
+    disk, an I/O error), 2 when the path given cannot be used (read-only, a folder, missing)."""
+    name = path if path is not None else (err.filename or "")
+    reason = err.strerror or str(err)
+    if err.errno in FULL:
+        where = Path(name).parent if name else Path.cwd()
+        return f"{name}: {reason}: the disk holding {where} is full; free space and run again", 1
+    if err.errno in NOT_WRITABLE:
+        return f"{name}: {reason}: this location is not writable; choose another --out or fix its permissions", 2
+    if err.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+        return f"{name}: {reason}; check the path", 2
+    return f"{name}: {reason}", 1

@@ -1,0 +1,438 @@
+"""Issue 10: bad input ends in one clear line, never in a traceback, a silent useless result or a lost file.
+
+Checksum lock (defect 2), non-finite weights and outputs, empty schedules and unknown options (3), the
+``deblur`` command's file safety (4), one-line errors for filesystem faults and odd values (6), archive
+members and size caps (7) and temporary leftovers (8). The fetch tests use a server on 127.0.0.1.
+"""
+
+import errno
+import hashlib
+import importlib.util
+import io
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from miniature import Server, gopro_zip, png, zip_bytes
+from PIL import Image
+
+from benchmark import data as data_module
+from benchmark import fetch as fetch_module
+from benchmark import registry
+from benchmark.cli import EXIT_ERROR, main
+from benchmark.fetch import LOCK_FILE, FetchError, extract, fetch
+from benchmark.train import save_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+EXIT_FAILURE = 1  # a failure (full disk), as opposed to bad input (2)
+OPTIONS = {"block": "msr2b", "k": 1, "width": 8, "w0": "identity"}
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    torch.save(registry.get("msr2b").build(OPTIONS).state_dict(), run / "model.pt")
+    (run / "run.json").write_text(json.dumps({"method": "msr2b", "options": OPTIONS}))
+    return run / "model.pt"
+
+
+def _image(path, size=(12, 10), seed=0):
+    array = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _one_line(capsys, *needles):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def _dead_pid():
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+# -- 2. checksum lock ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", ["truncated", "wrong"])
+def test_a_bad_gopro_archive_does_not_lock_its_hash(server, tmp_path, bad):
+    genuine = gopro_zip()
+    server.files["/GOPRO_Large.zip"] = (genuine[: len(genuine) // 2] if bad == "truncated"
+                                        else zip_bytes({"GOPRO_Large/readme.txt": b"not the dataset"}))
+    root = tmp_path / "GOPRO_Large"
+    mirror = [server.url + "/GOPRO_Large.zip"]
+    with pytest.raises(FetchError):
+        fetch("gopro", root, mirrors=mirror, retries=0, backoff=0.01, quiet=True)
+    lock = root / LOCK_FILE
+    assert not lock.exists() or "GOPRO_Large.zip" not in json.loads(lock.read_text())
+    assert not (root / "downloads" / "GOPRO_Large.zip").exists()  # a bad download is not kept
+    server.files["/GOPRO_Large.zip"] = genuine
+    record = fetch("gopro", root, mirrors=mirror, retries=0, backoff=0.01, quiet=True)
+    assert record["checksums"]["GOPRO_Large.zip"] == hashlib.sha256(genuine).hexdigest()
+    assert json.loads(lock.read_text())["GOPRO_Large.zip"] == hashlib.sha256(genuine).hexdigest()
+    assert (root / "test" / "GOPR0384_11_00" / "sharp" / "000047.png").exists()
+
+
+def test_a_download_that_differs_from_the_lock_is_kept_and_the_way_out_named(server, tmp_path):
+    root = tmp_path / "GOPRO_Large"
+    mirror = [server.url + "/GOPRO_Large.zip"]
+    server.files["/GOPRO_Large.zip"] = gopro_zip()
+    fetch("gopro", root, mirrors=mirror, retries=0, backoff=0.01, quiet=True)
+    with zipfile.ZipFile(io.BytesIO(gopro_zip())) as z:  # the same layout, other pixels
+        other = zip_bytes({name: png(100 + i) for i, name in enumerate(z.namelist())})
+    server.files["/GOPRO_Large.zip"] = other
+    with pytest.raises(FetchError, match="does not match") as info:
+        fetch("gopro", root, mirrors=mirror, retries=0, backoff=0.01, quiet=True)
+    kept = root / "downloads" / "GOPRO_Large.zip.unverified"
+    assert kept.read_bytes() == other and LOCK_FILE in str(info.value) and str(kept) in str(info.value)
+    # The user trusts it: without the lock entry, the kept copy is accepted and locked.
+    (root / LOCK_FILE).write_text("{}")
+    fetch("gopro", root, archive=kept, quiet=True)
+    assert json.loads((root / LOCK_FILE).read_text())["GOPRO_Large.zip"] == hashlib.sha256(other).hexdigest()
+
+
+# -- 3. useless results -------------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_at_load(tmp_path, capsys, value):
+    state = registry.get("msr2b").build(OPTIONS).state_dict()
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first].view(-1)[0] = value
+    bad = tmp_path / "bad.pt"
+    torch.save(state, bad)
+    (tmp_path / "run.json").write_text(json.dumps({"options": OPTIONS}))
+    src = _image(tmp_path / "in.png")
+    assert main(["deblur", str(src), "--weights", str(bad), "--device", "cpu"]) == EXIT_ERROR
+    _one_line(capsys, "bad.pt", "NaN or Inf")
+    assert not (tmp_path / "in_deblurred.png").exists()
+
+
+def test_non_finite_network_output_is_refused():
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return x * self.scale * float("nan")
+
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        registry.network_restore(Broken(), np.zeros((4, 4, 3), np.uint8), {})
+
+
+def _schema_errors(config):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(REPO / "config" / "schema.yaml"), set_default=False)
+    except WorkflowError as err:
+        return str(err)
+    return None
+
+
+def test_schema_requires_at_least_one_epoch():
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    assert _schema_errors(config) is None
+    config["train"]["epochs_constant"] = 0
+    config["train"]["epochs_decay"] = 0
+    assert "epochs_decay" in _schema_errors(config)
+    config["train"]["epochs_decay"] = 1  # decay only is a schedule
+    assert _schema_errors(config) is None
+
+
+def test_train_refuses_an_empty_schedule(tiny_gopro, tiny_cache, tmp_path, capsys):
+    args = ["train", "--method", "msr2b", "--data", str(tiny_gopro), "--cache", str(tiny_cache),
+            "--out", str(tmp_path / "run"), "--config", str(REPO / "config" / "smoke.yaml"), "--quiet",
+            "--method-config", json.dumps(OPTIONS)]
+    assert main([*args, "--train", '{"epochs_constant": 0, "epochs_decay": 0}']) == EXIT_ERROR
+    _one_line(capsys, "epochs_constant", "epochs_decay")
+    assert main([*args, "--stop-after", "0"]) == EXIT_ERROR
+    _one_line(capsys, "--stop-after")
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_unknown_options_name_the_valid_keys(tiny_gopro, tiny_cache, tmp_path, capsys):
+    src = _image(tmp_path / "in.png")
+    assert main(["deblur", str(src), "--method", "wiener", "--options", '{"kernal_size": 9}']) == EXIT_ERROR
+    _one_line(capsys, "kernal_size", "kernel_size")
+    assert main(["train", "--method", "msr2b", "--data", str(tiny_gopro), "--cache", str(tiny_cache),
+                 "--out", str(tmp_path / "run"), "--config", str(REPO / "config" / "smoke.yaml"),
+                 "--method-config", '{"blocks": 3}']) == EXIT_ERROR
+    _one_line(capsys, "blocks", "width")
+    with pytest.raises(ValueError, match="kernal_size"):
+        registry.get("pan").options({"kernal_size": 9})
+
+
+# -- 4. deblur never loses a user's file --------------------------------------------------------------
+def test_deblur_refuses_to_write_over_its_input(weights, tmp_path, capsys):
+    src = _image(tmp_path / "photo.png")
+    before = src.read_bytes()
+    assert main(["deblur", str(src), "--weights", str(weights), "--out", str(src), "--device", "cpu"]) == EXIT_ERROR
+    _one_line(capsys, "photo.png")
+    assert src.read_bytes() == before
+    folder = tmp_path / "album"
+    folder.mkdir()
+    inside = _image(folder / "a.png")
+    before = inside.read_bytes()
+    assert main(["deblur", str(folder), "--method", "blurred", "--out", str(folder)]) == EXIT_ERROR
+    _one_line(capsys, "album", "input folder")
+    assert inside.read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["a.png"]
+
+
+def test_deblur_outputs_never_collide(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _image(folder / "photo.png", seed=1)
+    Image.fromarray(np.full((10, 12, 3), 200, np.uint8)).save(folder / "photo.jpg")
+    _image(folder / "other.png", seed=2)
+    assert main(["deblur", str(folder), "--method", "blurred"]) == 0
+    out = tmp_path / "photos_deblurred"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["other.png", "photo_jpg.png", "photo_png.png"]
+    assert np.array_equal(np.array(Image.open(out / "photo_png.png")), np.array(Image.open(folder / "photo.png")))
+    assert np.array(Image.open(out / "photo_jpg.png")).mean() > 150
+
+
+def test_deblur_folder_processes_every_file_and_fails_at_the_end(tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _image(folder / "a.png")
+    (folder / "b.png").write_bytes(b"not a png")
+    (folder / "c.jpg").write_bytes(b"")
+    _image(folder / "d.png")
+    assert main(["deblur", str(folder), "--method", "blurred"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert "Traceback" not in captured.err
+    assert any("b.png" in line for line in err) and any("c.jpg" in line for line in err)
+    assert "2 of 4" in err[-1]
+    assert sorted(p.name for p in (tmp_path / "photos_deblurred").iterdir()) == ["a.png", "d.png"]
+
+
+def test_deblur_overwrites_an_existing_output_only_with_force(tmp_path, capsys):
+    src = _image(tmp_path / "photo.png")
+    out = tmp_path / "result.png"
+    out.write_bytes(b"the user's earlier result")
+    assert main(["deblur", str(src), "--method", "blurred", "--out", str(out)]) == EXIT_ERROR
+    _one_line(capsys, "result.png", "--force")
+    assert out.read_bytes() == b"the user's earlier result"
+    assert main(["deblur", str(src), "--method", "blurred", "--out", str(out), "--force"]) == 0
+    assert np.array_equal(np.array(Image.open(out)), np.array(Image.open(src)))
+
+
+# -- 6. one line for every error ----------------------------------------------------------------------
+@pytest.mark.parametrize(("code", "exit_code"), [(errno.ENOSPC, EXIT_FAILURE), (errno.EROFS, EXIT_ERROR)])
+def test_full_or_read_only_filesystem_is_one_line(tmp_path, capsys, monkeypatch, code, exit_code):
+    src = _image(tmp_path / "photo.png")
+
+    def failing_save(self, fp, *args, **kwargs):
+        fp.write(b"half")
+        raise OSError(code, "simulated")
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    assert main(["deblur", str(src), "--method", "blurred"]) == exit_code
+    _one_line(capsys, "photo_deblurred.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_out_that_is_a_folder_or_below_a_file_is_one_line(tmp_path, capsys):
+    src = _image(tmp_path / "photo.png")
+    (tmp_path / "folder").mkdir()
+    assert main(["deblur", str(src), "--method", "blurred", "--out", str(tmp_path / "folder")]) == EXIT_ERROR
+    _one_line(capsys, "folder")
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main(["deblur", str(src), "--method", "blurred", "--out", str(blocker / "x.png")]) == EXIT_ERROR
+    _one_line(capsys, "file.txt")
+    assert main(["score", "--kohler", str(tmp_path), "--restored", str(tmp_path),
+                 "--out", str(blocker / "scores")]) == EXIT_ERROR
+    _one_line(capsys, "file.txt")
+    assert main(["time", "--method", "blurred", "--out", str(tmp_path / "folder")]) == EXIT_ERROR
+    _one_line(capsys, "folder")
+
+
+def _png_header_only(path, width, height):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("size", [(100000, 100000), (1, 100_000_000)])  # the second is where PIL only warns
+def test_decompression_bomb_is_one_line(tmp_path, capsys, size):
+    bomb = _png_header_only(tmp_path / "bomb.png", *size)
+    assert main(["deblur", str(bomb), "--method", "blurred"]) == EXIT_ERROR
+    _one_line(capsys, "bomb.png", f"{size[0]}x{size[1]}")
+    assert not (tmp_path / "bomb_deblurred.png").exists()
+    with pytest.raises(ValueError, match="bomb.png"):
+        data_module.read_image(bomb)
+
+
+def test_run_json_that_is_a_list_is_one_line(weights, tmp_path, capsys):
+    shutil.copy(weights, tmp_path / "model.pt")
+    (tmp_path / "run.json").write_text("[1, 2, 3]")
+    src = _image(tmp_path / "photo.png")
+    assert main(["deblur", str(src), "--weights", str(tmp_path / "model.pt"), "--device", "cpu"]) == EXIT_ERROR
+    _one_line(capsys, "run.json")
+
+
+def test_width_wide_is_one_line(weights, tmp_path, capsys):
+    src = _image(tmp_path / "photo.png")
+    assert main(["deblur", str(src), "--weights", str(weights), "--options", '{"width": "wide"}']) == EXIT_ERROR
+    _one_line(capsys, "width", "wide")
+    profile = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    profile["timing"]["width"] = profile["timing"]["classical_width"] = "wide"
+    config = tmp_path / "profile.yaml"
+    config.write_text(yaml.safe_dump(profile))
+    assert main(["time", "--method", "blurred", "--config", str(config), "--out", str(tmp_path / "t.json")]) \
+        == EXIT_ERROR
+    _one_line(capsys, "width", "wide")
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")])
+def test_full_disk_during_a_checkpoint_names_the_disk_and_removes_the_temporary_file(tmp_path, monkeypatch, error):
+    def failing_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise error
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError, match=str(tmp_path)) as info:
+        save_atomic({"x": torch.zeros(1)}, tmp_path / "checkpoint.pt")
+    assert "free" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- 7. archives --------------------------------------------------------------------------------------
+def test_kohler_archive_cannot_replace_the_downloads_folder(tmp_path, monkeypatch):
+    root = tmp_path / "kohler"
+    (root / "downloads").mkdir(parents=True)
+    (root / "downloads" / "earlier.zip").write_bytes(b"an earlier download")
+    folder = tmp_path / "zips"
+    folder.mkdir()
+    evil = zip_bytes({"BlurryImages/Blurry1_1.png": png(0), "downloads/evil.txt": b"x"})
+    (folder / "BlurryImages.zip").write_bytes(evil)
+    monkeypatch.setattr(fetch_module, "KOHLER_MD5", {"BlurryImages.zip": hashlib.md5(evil).hexdigest()})
+    with pytest.raises(FetchError, match="downloads/evil.txt"):
+        fetch("kohler", root, archive=folder, quiet=True)
+    assert sorted(p.name for p in (root / "downloads").iterdir()) == ["earlier.zip"]
+    assert not (root / "BlurryImages").exists()
+
+
+def test_archive_size_and_member_count_are_capped(tmp_path, monkeypatch, capsys):
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("GOPRO_Large/train/a.png", b"\0" * 2_000_000)
+    with pytest.raises(FetchError, match="uncompressed"):
+        extract(archive, tmp_path / "out", max_bytes=1_000_000)
+    many = tmp_path / "many.zip"
+    many.write_bytes(zip_bytes({f"GOPRO_Large/train/{i}.png": b"x" for i in range(20)}))
+    with pytest.raises(FetchError, match="members"):
+        extract(many, tmp_path / "out", max_members=10)
+    assert not (tmp_path / "out").exists()
+    # Through the command: the cap is a multiple of the expected dataset's size.
+    monkeypatch.setitem(fetch_module.EXPECTED_SIZE, "GOPRO_Large.zip", (100_000, 1000))
+    assert main(["fetch", "gopro", "--root", str(tmp_path / "g"), "--archive", str(archive),
+                 "--unpack-limit", "2", "--quiet"]) == EXIT_ERROR
+    _one_line(capsys, "bomb.zip", "unpack-limit")
+    assert main(["fetch", "gopro", "--root", str(tmp_path / "g"), "--archive", str(archive),
+                 "--unpack-limit", "100", "--quiet"]) == EXIT_ERROR  # allowed size, but not the layout
+    _one_line(capsys, "bomb.zip", "test/")
+
+
+def test_profiles_set_the_unpack_limit():
+    schema = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+    for dataset in ("gopro", "kohler"):
+        assert "unpack_limit" in schema["properties"]["data"]["properties"][dataset]["properties"]
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    assert _schema_errors(paper) is None
+    assert paper["data"]["gopro"]["unpack_limit"] >= 1 and paper["data"]["kohler"]["unpack_limit"] >= 1
+    paper["data"]["gopro"]["unpack_limit"] = 0.5
+    assert _schema_errors(paper) is not None
+
+
+# -- 8. leftovers -------------------------------------------------------------------------------------
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name or p.name.startswith(".gopro-unpacked")
+                  or ".extracting" in p.name)
+
+
+def test_failed_restore_and_score_leave_no_temporary_folder(tiny_gopro, tmp_path):
+    data = tmp_path / "gopro"
+    shutil.copytree(tiny_gopro, data)
+    victim = sorted((data / "test").rglob("blur/*.png"))[-1]
+    victim.write_bytes(b"broken")
+    assert main(["restore", "--method", "blurred", "--gopro", str(data), "--out", str(tmp_path / "r"),
+                 "--quiet"]) == EXIT_ERROR
+    assert main(["score", "--gopro", str(data), "--restored", str(tmp_path / "nothing"), "--out",
+                 str(tmp_path / "s"), "--quiet"]) == EXIT_ERROR
+    assert _leftovers(tmp_path) == []
+
+
+def test_stale_temporary_folders_of_dead_processes_are_swept(tiny_gopro, tmp_path):
+    dead, alive = _dead_pid(), 1
+    for name in (f".r.tmp-{dead}", f".r.tmp-{alive}"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "half.png").write_bytes(b"x")
+    assert main(["restore", "--method", "blurred", "--gopro", str(tiny_gopro), "--out", str(tmp_path / "r"),
+                 "--quiet", "--limit", "1"]) == 0
+    assert _leftovers(tmp_path) == [f".r.tmp-{alive}"]  # another live process may still be writing it
+
+
+def test_failed_fetch_leaves_no_staging_and_sweeps_stale_ones(tmp_path):
+    root = tmp_path / "g"
+    root.mkdir()
+    (root / f".gopro-unpacked.tmp-{_dead_pid()}").mkdir()
+    archive = tmp_path / "GOPRO_Large.zip"
+    archive.write_bytes(zip_bytes({"GOPRO_Large/train/x/blur/1.png": png(0)}))  # no test/ split
+    with pytest.raises(FetchError, match="test/"):
+        fetch("gopro", root, archive=archive, quiet=True)
+    assert _leftovers(root) == []
+    archive.write_bytes(gopro_zip())
+    fetch("gopro", root, archive=archive, quiet=True)
+    assert _leftovers(root) == []
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_every_profiles_method_options_are_valid(profile):
+    config = yaml.safe_load((REPO / "config" / f"{profile}.yaml").read_text())
+    for name, section in config["methods"].items():
+        registry.get(name).options({k: v for k, v in section.items() if k != "train"})
+
+
+def test_the_reliability_table_comes_from_the_probes_and_has_no_failure(monkeypatch):
+    spec = importlib.util.spec_from_file_location("probes", REPO / "benchmarks" / "probes.py")
+    probes = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "probes", probes)  # dataclasses look their module up
+    spec.loader.exec_module(probes)
+    titles = [p.title for p in probes.PROBES]
+    table = (REPO / "docs" / "reliability.md").read_text().splitlines()
+    rows = [line for line in table if re.match(r"\| \d+ \|", line)]
+    assert len(titles) >= 60 and len(rows) == len(titles)
+    for title, row in zip(titles, rows, strict=True):
+        escaped = title.replace("|", "\\|")
+        assert f"| {escaped} |" in row and "FAIL" not in row
