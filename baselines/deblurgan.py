@@ -19,6 +19,7 @@ from torch import nn
 
 from baselines.msr2b import WeightedPerceptual
 from benchmark.registry import Method, Training, register
+from benchmark.weights import read_state, strict_load
 from models.generator import init_weights
 
 
@@ -77,21 +78,9 @@ class NLayerCritic(nn.Module):
         return self.model(image)
 
 
-def strict_load(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
-    """``load_state_dict(strict=True)``, accepting DataParallel's ``module.`` prefix, with a clear error."""
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: does not match {type(model).__name__}: {str(err).splitlines()[1:3]}") from err
-
-
 def load_official(model: nn.Module, path: Path) -> None:
     """The authors' ``latest_net_G.pth`` (a plain state dict of the generator)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
-    strict_load(model, state, path)
+    strict_load(model, read_state(path), path)
 
 
 def build(options: Mapping[str, Any]) -> DeblurGANGenerator:

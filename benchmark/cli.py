@@ -65,28 +65,6 @@ def method_setup(name: str, profile: Mapping[str, Any], method_cfg: Mapping[str,
     return method, options, settings
 
 
-def load_weights(method: Any, model: Any, path: Path) -> None:
-    """Weights written by ``deblurbench train`` (final or checkpoint), or the authors' release."""
-    from benchmark.train import load_checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise CliError(f"{path}: no such weights file")
-    state = load_checkpoint(path)
-    if isinstance(state, dict) and "generator" in state:
-        state = state["generator"]
-    try:
-        model.load_state_dict(state, strict=True)
-        return
-    except (RuntimeError, TypeError, AttributeError) as err:
-        if method.load_official is None:
-            raise CliError(f"{path}: does not fit method {method.name!r}: {str(err).splitlines()[0]}") from err
-    try:
-        method.load_official(model, path)
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise CliError(f"{path}: neither our weights nor the official release of {method.name!r}: {err}") from err
-
-
 def _run_options(weights: Path | None) -> dict[str, Any]:
     """Options recorded beside weights written by ``deblurbench train`` (``run.json``)."""
     if weights is None:
@@ -101,6 +79,8 @@ def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, d
         return None
     if weights is None:
         raise CliError(f"method {method.name!r} is trained: give its weights with --weights FILE")
+    from benchmark.weights import load_weights
+
     model = method.build(options)
     load_weights(method, model, weights)
     return model.to(device).eval()
