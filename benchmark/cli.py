@@ -354,6 +354,12 @@ def cmd_deblur(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from benchmark import fetch
 
+    if args.dataset == "weights":
+        from benchmark.weights import run
+
+        return run(args)
+    if args.release:
+        raise CliError(f"fetch {args.dataset}: takes no release name ({args.release!r})")
     return fetch.run(args)
 
 
@@ -485,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True)
         _common(p)
 
-    for name, func, help_ in (("fetch", cmd_fetch, "download and verify GOPRO, Köhler or the VGG19 weights"),
+    for name, func, help_ in (("fetch", cmd_fetch, "download and verify GOPRO, Köhler, the VGG19 weights or "
+                                                   "the authors' released weights (fetch weights NAME)"),
                               ("prepare", cmd_prepare, "verify a dataset tree against its known layout")):
         p = add(name, func, help_)
         module = __import__(f"benchmark.{name}", fromlist=["add_arguments"])

@@ -243,3 +243,21 @@ def _save_safetensors(model: nn.Module, dest: Path) -> None:
     tmp = dest.with_name(dest.name + ".tmp")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     shutil.move(tmp, dest)
+
+
+def run(args: Any) -> int:
+    """``deblurbench fetch weights NAME [--root DIR] [--mirror URL]... [--archive FILE] [--record JSON]``."""
+    import json
+    import os
+
+    if not args.release:
+        raise FetchError(f"fetch weights: name the release ({', '.join(RELEASES)})")
+    record = fetch_weights(args.release, args.root or Path("weights"), mirrors=args.mirror, local=args.archive,
+                           retries=args.retries, backoff=args.backoff, quiet=args.quiet)
+    if args.record:
+        args.record.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.record.with_name(args.record.name + ".tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        os.replace(tmp, args.record)
+    print(json.dumps(record["checksums"], indent=2))
+    return 0
