@@ -9,6 +9,7 @@ other two releases, to keep this test to a dozen jobs."""
 import hashlib
 import io
 import json
+import re
 import zipfile
 
 import pandas as pd
@@ -110,3 +111,45 @@ def test_paper_report_holds_the_authors_weights_and_nafnet_rows(tmp_path):
     html = (results / "report/index.html").read_text()
     assert "Chen et al. (NAFNet), nafnet-32 — authors&#39; weights" in html and "32.87" in html
     assert "not fetched in this profile" not in html
+
+
+def test_paper_profile_fetches_restores_scores_and_times_every_release(tmp_path):
+    # (The smoke profile lists none: its whole DAG runs in test_workflow.py.)
+    out = snakemake(tmp_path, "-n", "--config", "profile=paper")
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M)}
+    for rule in ("fetch_weights", "restore_release", "score_release", "time_release"):
+        assert counts.get(rule, 0) == len(RELEASES), rule
+
+
+def test_table2_puts_each_release_beside_its_retrained_row_with_its_published_numbers(tmp_path):
+    from reports.tables import complexity, table2
+
+    def scored(base, name, psnr):
+        folder = base / "scores" / name
+        folder.mkdir(parents=True)
+        pd.DataFrame({"image": ["a", "b"], "psnr": [psnr, psnr + 2], "ssim_matlab": [0.5, 0.7]}).to_csv(
+            folder / "gopro.csv", index=False)
+        pd.DataFrame({"image": ["a"], "psnr": [psnr - 1], "ssim": [0.4]}).to_csv(folder / "kohler.csv", index=False)
+        (base / "timing").mkdir(exist_ok=True)
+        (base / "timing" / f"{name}.json").write_text(json.dumps({"median_s": 0.5, "width": 64, "height": 48,
+                                                                  "params": 7, "macs": 9}))
+
+    scored(tmp_path, "deblurgan", 20.0)
+    scored(tmp_path, "nafnet", 21.0)
+    scored(tmp_path / "releases", "deblurgan", 22.0)
+    scored(tmp_path / "releases", "nafnet-64", 30.0)
+    frame = table2(tmp_path).set_index("method")
+    order = list(frame.index)
+    assert order.index("authors:deblurgan") == order.index("deblurgan") + 1
+    assert order.index("authors:nafnet-64") == order.index("nafnet") + 1
+    assert "authors:nafnet-32" not in frame.index  # not scored: no row
+    row = frame.loc["authors:nafnet-64"]
+    assert (row.gopro_psnr, row.gopro_ssim, row.kohler_psnr, row.time_s) == (31.0, 0.6, 29.0, 0.5)
+    assert row.weights == "authors" and row.row == "Chen et al. (NAFNet), nafnet-64 — authors' weights"
+    assert (row.published_gopro_psnr, row.published_gopro_ssim) == (33.7103, 0.9668)
+    assert frame.loc["authors:deblurgan", "row"] == "Kupyn et al. [19] — authors' weights"
+    assert frame.loc["deblurgan", "paper_gopro_psnr"] == 28.70 and frame.loc["deblurgan", "weights"] == "retrained"
+    assert frame.loc["deepdeblur", "published_gopro_psnr"] == 29.08  # unscored rows still carry their own numbers
+    assert list(complexity(tmp_path).method) == ["deblurgan", "nafnet", "authors:deblurgan", "authors:nafnet-64"]
