@@ -151,3 +151,70 @@ def test_one_step_of_the_training_loop(tmp_path):
     for _ in range(5):
         last = trainer.step()
     assert last["loss_content"] < first["loss_content"]
+
+
+# -- a plain transcription of the official NAFNetLocal (NAFNet_arch.py, local_arch.py, fast_imp False) --
+class OfficialAvgPool2d(torch.nn.Module):
+    def __init__(self, base_size, train_size):
+        super().__init__()
+        self.kernel_size, self.base_size, self.train_size = None, base_size, train_size
+
+    def forward(self, x):
+        if self.kernel_size is None:  # sized by the first forward, the one the conversion runs at train_size
+            self.kernel_size = [x.shape[2] * self.base_size[0] // self.train_size[-2],
+                                x.shape[3] * self.base_size[1] // self.train_size[-1]]
+        return official_avg_pool(x, self.kernel_size)
+
+
+def official_block(block, x):
+    def sg(t):
+        a, b = t.chunk(2, dim=1)
+        return a * b
+
+    def norm(layer, t):
+        mu = t.mean(1, keepdim=True)
+        var = (t - mu).pow(2).mean(1, keepdim=True)
+        return layer.weight.view(1, -1, 1, 1) * ((t - mu) / (var + 1e-6).sqrt()) + layer.bias.view(1, -1, 1, 1)
+
+    inp = x
+    x = sg(block.conv2(block.conv1(norm(block.norm1, x))))
+    x = block.conv3(x * block.official_sca(x))
+    y = inp + x * block.beta
+    x = block.conv5(sg(block.conv4(norm(block.norm2, y))))
+    return y + x * block.gamma
+
+
+def official_forward(net, inp):
+    _, _, h, w = inp.shape
+    inp = F.pad(inp, (0, (-w) % net.padder_size, 0, (-h) % net.padder_size))
+    x = net.intro(inp)
+    encs = []
+    for encoder, down in zip(net.encoders, net.downs, strict=True):
+        for block in encoder:
+            x = official_block(block, x)
+        encs.append(x)
+        x = down(x)
+    for block in net.middle_blks:
+        x = official_block(block, x)
+    for decoder, up, skip in zip(net.decoders, net.ups, encs[::-1], strict=True):
+        x = up(x) + skip
+        for block in decoder:
+            x = official_block(block, x)
+    return (net.ending(x) + inp)[:, :, :h, :w]
+
+
+def test_whole_network_matches_the_official_nafnetlocal_transcription():
+    torch.manual_seed(0)
+    options = {"width": 4, "enc_blk_nums": [1, 2], "middle_blk_num": 1, "dec_blk_nums": [2, 1], "train_size": 16}
+    net = NAFNet(**options, local=True).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    # The official conversion: every global pool becomes an AvgPool2d(base 1.5 x train size), sized by a
+    # forward at the training size.
+    for block in (m for m in net.modules() if hasattr(m, "sca")):
+        block.official_sca = torch.nn.Sequential(OfficialAvgPool2d((24, 24), (1, 3, 16, 16)), block.sca[1])
+    with torch.no_grad():
+        official_forward(net, torch.rand(1, 3, 16, 16))
+        for shape in ((1, 3, 40, 56), (1, 3, 33, 19), (1, 3, 16, 16)):
+            x = torch.rand(shape)
+            torch.testing.assert_close(net(x), official_forward(net, x), rtol=1e-5, atol=1e-5)
