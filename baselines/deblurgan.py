@@ -78,9 +78,22 @@ class NLayerCritic(nn.Module):
         return self.model(image)
 
 
+PRE_04_NORM_BUFFERS = ("running_mean", "running_var")
+
+
 def load_official(model: nn.Module, path: Path) -> None:
-    """The authors' ``latest_net_G.pth`` (a plain state dict of the generator)."""
-    strict_load(model, read_state(path), path)
+    """The authors' ``latest_net_G.pth`` (a plain state dict of the generator).
+
+    The released file was saved by PyTorch < 0.4, whose InstanceNorm2d kept running statistics
+    (``model.2.running_mean``, ...; KupynOrest/DeblurGAN#51, #80, #130); an InstanceNorm2d without
+    ``track_running_stats`` never reads them, so those two buffers of InstanceNorm layers are dropped
+    and everything else loads strictly.
+    """
+    norms = {name for name, m in model.named_modules() if isinstance(m, nn.InstanceNorm2d)}
+    state = {k: v for k, v in read_state(path).items()
+             if not (k.rpartition(".")[2] in PRE_04_NORM_BUFFERS and k.removeprefix("module.").rpartition(".")[0]
+                     in norms)}
+    strict_load(model, state, path)
 
 
 def build(options: Mapping[str, Any]) -> DeblurGANGenerator:

@@ -146,3 +146,19 @@ def test_deblur_command_takes_the_official_deblurgan_weights(tmp_path):
     assert np.array(Image.open(tmp_path / "photo_deblurred.png")).shape == (30, 41, 3)
     torch.save({"unrelated": torch.zeros(3)}, tmp_path / "other.pth")
     assert main(["deblur", str(image), "--method", "deblurgan", "--weights", str(tmp_path / "other.pth")]) == EXIT_ERROR
+
+
+def test_deblurgan_release_with_pre_0_4_instance_norm_statistics_loads(tmp_path):
+    """The released file carries InstanceNorm running statistics (PyTorch < 0.4): dropped, nothing else."""
+    method = registry.get("deblurgan")
+    state = official_state("deblurgan")
+    norms = [n for n, m in method.build(method.options()).named_modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert "model.2" in norms and "model.10.conv_block.7" in norms
+    old = dict(state) | {f"{n}.{b}": torch.ones(8) for n in norms for b in ("running_mean", "running_var")}
+    torch.save(old, tmp_path / "latest_net_G.pth")
+    model = method.build(method.options())
+    method.load_official(model, tmp_path / "latest_net_G.pth")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    torch.save(old | {"model.1.running_mean": torch.ones(64)}, tmp_path / "bad.pth")  # model.1 is a conv
+    with pytest.raises(ValueError, match=r"unexpected keys \[model\.1\.running_mean\] \(1\)"):
+        method.load_official(method.build(method.options()), tmp_path / "bad.pth")
