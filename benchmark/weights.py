@@ -17,8 +17,8 @@ download never locks a bad hash. A ``NAME.safetensors`` copy of the loaded weigh
 from __future__ import annotations
 
 import io
+import os
 import re
-import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -242,13 +242,12 @@ def _save_safetensors(model: nn.Module, dest: Path) -> None:
 
     tmp = dest.with_name(dest.name + ".tmp")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    shutil.move(tmp, dest)
+    os.replace(tmp, dest)
 
 
 def run(args: Any) -> int:
     """``deblurbench fetch weights NAME [--root DIR] [--mirror URL]... [--archive FILE] [--record JSON]``."""
     import json
-    import os
 
     if not args.release:
         raise FetchError(f"fetch weights: name the release ({', '.join(RELEASES)})")
