@@ -198,6 +198,7 @@ def aggregate_inputs(wildcards):
         "timing": [f"{R}/timing/{m.name}.json" for m in METHODS],
         "runs": [f"{R}/train/{r}/run.json" for r in RUNS],
         "restored": [f"{R}/restored/{m.name}" for m in METHODS],
+        "releases": release_products(),  # rules/weights.smk
     }
 
 
@@ -241,3 +242,7 @@ rule report:
         f"{R}/logs/report.log",
     shell:
         "deblurbench report --config {CONFIG_FILE} --results {R} --out {output} > {log} 2>&1"
+
+
+# -- the authors' released weights (after `rule all`, which must stay the first rule) -------------
+include: "rules/weights.smk"

@@ -19,6 +19,7 @@ from torch import nn
 
 from baselines.msr2b import WeightedPerceptual
 from benchmark.registry import Method, Training, register
+from benchmark.weights import read_state, strict_load
 from models.generator import init_weights
 
 
@@ -77,20 +78,21 @@ class NLayerCritic(nn.Module):
         return self.model(image)
 
 
-def strict_load(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
-    """``load_state_dict(strict=True)``, accepting DataParallel's ``module.`` prefix, with a clear error."""
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: does not match {type(model).__name__}: {str(err).splitlines()[1:3]}") from err
+PRE_04_NORM_BUFFERS = ("running_mean", "running_var")
 
 
 def load_official(model: nn.Module, path: Path) -> None:
-    """The authors' ``latest_net_G.pth`` (a plain state dict of the generator)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+    """The authors' ``latest_net_G.pth`` (a plain state dict of the generator).
+
+    The released file was saved by PyTorch < 0.4, whose InstanceNorm2d kept running statistics
+    (``model.2.running_mean``, ...; KupynOrest/DeblurGAN#51, #80, #130); an InstanceNorm2d without
+    ``track_running_stats`` never reads them, so those two buffers of InstanceNorm layers are dropped
+    and everything else loads strictly.
+    """
+    norms = {name for name, m in model.named_modules() if isinstance(m, nn.InstanceNorm2d)}
+    state = {k: v for k, v in read_state(path).items()
+             if not (k.rpartition(".")[2] in PRE_04_NORM_BUFFERS and k.removeprefix("module.").rpartition(".")[0]
+                     in norms)}
     strict_load(model, state, path)
 
 

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines.deblurgan import strict_load
 from benchmark.registry import Method, Training, register
+from benchmark.weights import read_state, strict_load
 
 RGB_RANGE = 255.0
 
@@ -159,13 +159,9 @@ def build_discriminator(options: Mapping[str, Any]) -> Discriminator | None:
 
 
 def load_official(model: nn.Module, path: Path) -> None:
-    """A release checkpoint ``model-*.pt``: ``{'G': state_dict}`` (or a bare state dict)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, Mapping) and "G" in state:
-        state = state["G"]
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state dict or {{'G': state_dict}}, found {type(state).__name__}")
-    strict_load(model, state, path)
+    """A release checkpoint ``model-*.pt`` holding ``{'G': state_dict}`` (or a bare state dict), or the
+    released zipped experiment folder itself (its last ``models/model-N.pt`` is read)."""
+    strict_load(model, read_state(path, key="G"), path)
 
 
 def build(options: Mapping[str, Any]) -> MSResNet:

@@ -67,43 +67,6 @@ def method_setup(name: str, profile: Mapping[str, Any], method_cfg: Mapping[str,
     return method, options, settings
 
 
-def load_weights(method: Any, model: Any, path: Path) -> None:
-    """Weights written by ``deblurbench train`` (final or checkpoint), or the authors' release."""
-    from benchmark.train import load_checkpoint
-
-    path = Path(path)
-    if not path.is_file():
-        raise CliError(f"{path}: no such weights file")
-    state = load_checkpoint(path)
-    if isinstance(state, dict) and "generator" in state:
-        state = state["generator"]
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        if method.load_official is None:
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            detail = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
-            raise CliError(f"{path}: does not fit method {method.name!r}: "
-                           f"{detail[:200]}; give the options it was trained with (--options) or other weights") \
-                from err
-        try:
-            method.load_official(model, path)
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise CliError(f"{path}: neither our weights nor the official release of {method.name!r}: "
-                           f"{str(err).splitlines()[0]}") from err
-    _require_finite(model, path)
-
-
-def _require_finite(model: Any, path: Path) -> None:
-    """Weights holding NaN or Inf restore every image to black: refuse them at load."""
-    import torch
-
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CliError(f"{path}: weights hold NaN or Inf values ({name}); the file is unusable: "
-                           "retrain or take another checkpoint")
-
-
 def _run_options(weights: Path | None) -> dict[str, Any]:
     """Options recorded beside weights written by ``deblurbench train`` (``run.json``)."""
     if weights is None:
@@ -128,6 +91,8 @@ def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, d
         return None
     if weights is None:
         raise CliError(f"method {method.name!r} is trained: give its weights with --weights FILE")
+    from benchmark.weights import load_weights
+
     model = method.build(options)
     load_weights(method, model, weights)
     return model.to(device).eval()
@@ -410,6 +375,12 @@ def cmd_deblur(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     from benchmark import fetch
 
+    if args.dataset == "weights":
+        from benchmark.weights import run
+
+        return run(args)
+    if args.release:
+        raise CliError(f"fetch {args.dataset}: takes no release name ({args.release!r})")
     return fetch.run(args)
 
 
@@ -542,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True)
         _common(p)
 
-    for name, func, help_ in (("fetch", cmd_fetch, "download and verify GOPRO, Köhler or the VGG19 weights"),
+    for name, func, help_ in (("fetch", cmd_fetch, "download and verify GOPRO, Köhler, the VGG19 weights or "
+                                                   "the authors' released weights (fetch weights NAME)"),
                               ("prepare", cmd_prepare, "verify a dataset tree against its known layout")):
         p = add(name, func, help_)
         module = __import__(f"benchmark.{name}", fromlist=["add_arguments"])

@@ -78,10 +78,16 @@ def network_restore(model: nn.Module, image: np.ndarray, options: Options) -> np
     """Restore with an image-to-image network mapping [-1, 1] to [-1, 1].
 
     Sides are reflect-padded to the network's ``size_multiple`` (attribute, default 1) and cropped
-    back; a network that returns a list of scales is read at its last (finest) output.
+    back; a network that returns a list of scales is read at its last (finest) output. A network
+    whose ``value_range`` attribute is another interval (NAFNet's ``(0, 1)``) gets its input mapped
+    onto that interval and its output mapped back.
     """
     device = next(model.parameters()).device
     x, (h, w) = pad_to_multiple(to_tensor(image, device), getattr(model, "size_multiple", 1))
+    value_range = getattr(model, "value_range", None)
+    if value_range is not None:
+        low, high = value_range
+        x = low + (x + 1) * ((high - low) / 2)
     y = model(x)
     if isinstance(y, list | tuple):
         y = y[-1]
@@ -89,6 +95,8 @@ def network_restore(model: nn.Module, image: np.ndarray, options: Options) -> np
     if not bool(torch.isfinite(y).all()):
         raise ValueError("the network's output holds NaN or Inf values; refusing to write a meaningless image "
                          "(check the weights)")
+    if value_range is not None:
+        y = (y - low) * (2 / (high - low)) - 1
     return to_uint8(y.clamp(-1, 1))
 
 

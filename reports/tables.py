@@ -59,37 +59,76 @@ def _timing(results: Path, method: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+RELEASE_PREFIX = "authors:"
+
+
+def _measured(results: Path, name: str) -> dict[str, Any]:
+    """Table 2's measured columns of one scored product under ``results`` (scores/NAME, timing/NAME.json)."""
+    gopro, kohler, t = read_scores(results, name, "gopro"), read_kohler_scores(results, name), _timing(results, name)
+    return {"gopro_psnr": gopro.psnr.mean() if gopro is not None else np.nan,
+            "gopro_ssim": gopro[HEADLINE_SSIM].mean() if gopro is not None else np.nan,
+            "kohler_psnr": kohler.psnr.mean() if kohler is not None else np.nan,
+            "kohler_ssim": kohler[KOHLER_SSIM].mean() if kohler is not None else np.nan,
+            "time_s": t.get("median_s", np.nan), "time_size": f"{t.get('width')}x{t.get('height')}" if t else "",
+            "images_gopro": len(gopro) if gopro is not None else 0,
+            "images_kohler": len(kohler) if kohler is not None else 0}
+
+
+def release_rows(results: Path) -> list[dict[str, Any]]:
+    """One row per authors' release scored under ``results/releases/`` (rules/weights.smk)."""
+    from benchmark.weights import RELEASES
+
+    rows = []
+    for name, rel in RELEASES.items():
+        if not (results / "releases" / "scores" / name).is_dir():
+            continue
+        method = registry.get(rel.method)
+        label = f"{method.display_name}, {name}" if name != rel.method else method.display_name
+        rows.append({"method": RELEASE_PREFIX + name, "row": f"{label} — authors' weights", "kind": method.kind,
+                     "status": "reproduced", "weights": "authors", "base": rel.method,
+                     **_measured(results / "releases", name)})
+    return rows
+
+
 def table2(results: Path) -> pd.DataFrame:
-    """One row per registered method, plus the paper's rows that have no implementation yet."""
-    paper = paper_numbers().query("table == 'table2'")
+    """One row per registered method (retrained by this suite), an "authors' weights" row beside it for
+    each of its released models that was scored, the paper's rows that have no implementation yet, and
+    each row's own publication's GOPRO numbers (``published_*``, with their source)."""
+    numbers = paper_numbers()
+    paper = numbers.query("table == 'table2'")
+    published = numbers.query("table == 'published'")
     rows = []
     for m in registry.available():
-        gopro, kohler, t = read_scores(results, m.name, "gopro"), read_kohler_scores(results, m.name), _timing(
-            results, m.name)
-        published = paper[paper.method == m.name].set_index("metric")["value"].to_dict() or dict(m.reference or {})
+        reported = paper[paper.method == m.name].set_index("metric")["value"].to_dict() or dict(m.reference or {})
         row = {"method": m.name, "row": m.display_name, "kind": m.kind, "status": "reproduced",
-               "gopro_psnr": gopro.psnr.mean() if gopro is not None else np.nan,
-               "gopro_ssim": gopro[HEADLINE_SSIM].mean() if gopro is not None else np.nan,
-               "kohler_psnr": kohler.psnr.mean() if kohler is not None else np.nan,
-               "kohler_ssim": kohler[KOHLER_SSIM].mean() if kohler is not None else np.nan,
-               "time_s": t.get("median_s", np.nan), "time_size": f"{t.get('width')}x{t.get('height')}" if t else "",
-               "images_gopro": len(gopro) if gopro is not None else 0,
-               "images_kohler": len(kohler) if kohler is not None else 0}
-        for key, value in published.items():
+               "weights": "retrained" if m.kind == "trained" else "", "base": m.name, **_measured(results, m.name)}
+        for key, value in reported.items():
             row[f"paper_{key}"] = value
         rows.append(row)
+    rows += release_rows(results)
     for method, group in paper.groupby("method", sort=False):
         if method not in {r["method"] for r in rows}:
-            row = {"method": method, "row": group.row.iloc[0], "kind": "", "status": NOT_IMPLEMENTED}
+            row = {"method": method, "row": group.row.iloc[0], "kind": "", "status": NOT_IMPLEMENTED, "base": method}
             row |= {f"paper_{k}": v for k, v in group.set_index("metric")["value"].items()}
             rows.append(row)
+    for row in rows:
+        own = published[published.method == row["method"]]
+        for metric, value in own.set_index("metric")["value"].items():
+            row[f"published_{metric}"] = value
+        row["published_source"] = "; ".join(dict.fromkeys(own.source)) if len(own) else ""
     order = list(dict.fromkeys(paper.method))  # the paper's rows in the paper's order, then the rest
-    rows.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
+    position = {r["method"]: i for i, r in enumerate(rows)}
+    rows.sort(key=lambda r: (order.index(r["base"]) if r["base"] in order else len(order),
+                             position[r["base"]] if r["base"] in position else 0, r.get("weights") == "authors",
+                             r["method"]))
     frame = pd.DataFrame(rows)
     for metric in ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim", "time_s"):
         if f"paper_{metric}" not in frame:
             frame[f"paper_{metric}"] = np.nan
         frame[f"delta_{metric}"] = frame[metric] - frame[f"paper_{metric}"] if metric in frame else np.nan
+    for metric in ("gopro_psnr", "gopro_ssim"):
+        if f"published_{metric}" not in frame:
+            frame[f"published_{metric}"] = np.nan
     return frame
 
 
@@ -139,6 +178,12 @@ def metric_protocol(results: Path) -> pd.DataFrame:
             numeric = scores.drop(columns=[c for c in ("method", "image") if c in scores]).mean()
             rows.append({"method": m.name, "row": m.display_name, "input": folder, "images": len(scores),
                          **numeric.to_dict()})
+    for r in release_rows(results):
+        scores = read_scores(results / "releases", r["method"].removeprefix(RELEASE_PREFIX), "gopro")
+        if scores is not None:
+            numeric = scores.drop(columns=[c for c in ("method", "image") if c in scores]).mean()
+            rows.append({"method": r["method"], "row": r["row"], "input": "blur", "images": len(scores),
+                         **numeric.to_dict()})
     return pd.DataFrame(rows)
 
 
@@ -159,6 +204,10 @@ def complexity(results: Path) -> pd.DataFrame:
         t = _timing(results, m.name)
         if t:
             rows.append({"method": m.name, "row": m.display_name, **t})
+    for r in release_rows(results):
+        t = _timing(results / "releases", r["method"].removeprefix(RELEASE_PREFIX))
+        if t:
+            rows.append({**t, "method": r["method"], "row": r["row"]})
     return pd.DataFrame(rows)
 
 

@@ -26,11 +26,13 @@ SIZES = {
               "perceptual_weights": "random"},
     "methods": {"deblurgan": {"train": {"epochs_constant": 1, "epochs_decay": 1}},
                 "deepdeblur": {"train": {"batch_size": 2}},
+                "nafnet": {"width": 8, "enc_blk_nums": [1, 1, 1, 1], "train": {"batch_size": 2}},
                 **{m: {"kernel_size": 9} for m in ("pan", "wiener", "richardson-lucy")}},
     "fig5": {"k": [3, 9]},
     "timing": {"width": 64, "height": 48, "warmup": 0, "runs": 10, "classical_width": 48,
                "classical_height": 32, "exclusive": False},
     "report": {"bootstrap": 200, "figure_images": 1},
+    "weights": {"releases": []},  # the authors' releases: tests/test_paper_releases.py serves them
 }
 
 

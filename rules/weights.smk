@@ -1,0 +1,117 @@
+# The authors' released GOPRO models (benchmark/weights.py RELEASES), scored under this suite's protocol
+# beside the retrained methods: fetch weights -> restore -> score -> time, one job of each per release.
+# Profiles list them under `weights.releases` (the paper profile: all four; offline profiles: none, and
+# the report's banner says so). Products lie under results/<profile>/releases/.
+from benchmark import weights as _weights
+
+WEIGHTS_CFG = CFG.get("weights", {"releases": []})
+RELEASES = list(WEIGHTS_CFG["releases"])
+WEIGHTS_ROOT = WEIGHTS_CFG.get("root", "weights")
+RR = f"{R}/releases"
+
+
+def release_fetch_flags(name):
+    """--root, --mirror and --archive (a local copy) for `deblurbench fetch weights NAME`."""
+    flags = [f"--root {WEIGHTS_ROOT}"] + [f"--mirror {url}" for url in WEIGHTS_CFG.get("mirrors", {}).get(name, [])]
+    if WEIGHTS_CFG.get("files", {}).get(name):
+        flags.append(f"--archive {WEIGHTS_CFG['files'][name]}")
+    return " ".join(flags)
+
+
+def release_options(name):
+    """Every option of the release's architecture, so the profile's section for its method cannot change it."""
+    rel = _weights.release(name)
+    return json.dumps(registry.get(rel.method).options(rel.options), sort_keys=True)
+
+
+def release_products():
+    """What the tables read: each listed release's scores and timing."""
+    return [f"{RR}/scores/{n}" for n in RELEASES] + [f"{RR}/timing/{n}.json" for n in RELEASES]
+
+
+rule fetch_weights:
+    output:
+        record=f"{RR}/{{release}}.fetched.json",
+        weights=f"{WEIGHTS_ROOT}/{{release}}.safetensors",
+    params:
+        flags=lambda w: release_fetch_flags(w.release),
+    wildcard_constraints:
+        release="|".join(RELEASES) or "NONE",
+    retries: 2
+    localrule: True
+    log:
+        f"{R}/logs/fetch_weights_{{release}}.log",
+    benchmark:
+        f"{R}/benchmarks/fetch_weights_{{release}}.tsv"
+    shell:
+        "deblurbench fetch weights {wildcards.release} {params.flags} --record {output.record} --quiet > {log} 2>&1"
+
+
+rule restore_release:
+    input:
+        data=list(DATA_READY.values()),
+        record=f"{RR}/{{release}}.fetched.json",
+        weights=f"{WEIGHTS_ROOT}/{{release}}.safetensors",
+    output:
+        directory(f"{RR}/restored/{{release}}"),
+    params:
+        method=lambda w: _weights.release(w.release).method,
+        options=lambda w: release_options(w.release),
+        sets=lambda w: test_set_flags(w.release),
+        device=device_flag(),
+    wildcard_constraints:
+        release="|".join(RELEASES) or "NONE",
+    threads: CFG["threads"]
+    resources:
+        gpu=lambda w: 1 if CFG["device"] == "cuda" else 0,
+    log:
+        f"{R}/logs/restore_release_{{release}}.log",
+    benchmark:
+        f"{R}/benchmarks/restore_release_{{release}}.tsv"
+    shell:
+        "deblurbench restore --config {CONFIG_FILE} --method {params.method} --weights {input.weights} "
+        "--options '{params.options}' {params.sets} --out {output} {params.device} --threads {threads} "
+        "--quiet > {log} 2>&1"
+
+
+rule score_release:
+    input:
+        data=list(DATA_READY.values()),
+        restored=f"{RR}/restored/{{release}}",
+    output:
+        directory(f"{RR}/scores/{{release}}"),
+    params:
+        sets=lambda w: test_set_flags(w.release),
+        cw_ssim="--cw-ssim" if CFG["report"].get("cw_ssim", True) else "",
+    wildcard_constraints:
+        release="|".join(RELEASES) or "NONE",
+    log:
+        f"{R}/logs/score_release_{{release}}.log",
+    benchmark:
+        f"{R}/benchmarks/score_release_{{release}}.tsv"
+    shell:
+        "deblurbench score {params.sets} --restored {input.restored} --method authors:{wildcards.release} "
+        "{params.cw_ssim} --out {output} --quiet > {log} 2>&1"
+
+
+rule time_release:
+    input:
+        weights=f"{WEIGHTS_ROOT}/{{release}}.safetensors",
+    output:
+        f"{RR}/timing/{{release}}.json",
+    params:
+        method=lambda w: _weights.release(w.release).method,
+        options=lambda w: release_options(w.release),
+        device=device_flag(),
+    wildcard_constraints:
+        release="|".join(RELEASES) or "NONE",
+    threads: workflow.cores if CFG["timing"].get("exclusive", True) else 1
+    resources:
+        gpu=lambda w: 1 if CFG["device"] == "cuda" else 0,
+    log:
+        f"{R}/logs/time_release_{{release}}.log",
+    benchmark:
+        f"{R}/benchmarks/time_release_{{release}}.tsv"
+    shell:
+        "deblurbench time --config {CONFIG_FILE} --method {params.method} --weights {input.weights} "
+        "--options '{params.options}' {params.device} --threads {threads} --out {output} > {log} 2>&1"
