@@ -217,10 +217,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(method, options, settings, sampler, args.out, device,
                       validation=_validation_set(args.data, blur_folder, val_n))
     started = time.perf_counter()
-    weights = trainer.run(resume=args.resume, stop_after=args.stop_after)
+    weights = trainer.run(resume=args.resume, stop_after=args.stop_after,
+                          extend=args.extend or bool(settings.get("extend", False)))
     write_run_info(args.out / "run.json", {
         "method": method.name, "options": options, "settings": settings, "device": str(device),
         "iterations": trainer.iteration, "total_iterations": trainer.total_iters,
+        "iterations_run": trainer.iterations_run, "resumed_from": trainer.resumed_from,
+        "run_hash": trainer.run_hash, "not_resumed_because": trainer.restart_reason,
+        "extended_from": trainer.extensions or None,
         "wall_seconds": trainer.wall_seconds, "this_call_seconds": time.perf_counter() - started,
     })
     if trainer.iteration < trainer.total_iters:
@@ -451,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blur-folder", choices=("blur", "blur_gamma"), help="GOPRO blur folder for validation")
     p.add_argument("--validation-images", type=int, help="test images scored each val_every epochs")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--extend", action="store_true",
+                   help="with --resume: continue a run whose schedule was lengthened (recorded in run.json)")
     p.add_argument("--stop-after", type=int, help="stop after this many iterations (a resumable checkpoint)")
     p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (bitwise resume)")
     _common(p, device=True)

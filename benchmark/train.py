@@ -8,6 +8,7 @@ configuration (``train`` section merged with the method's own defaults and overr
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -96,6 +97,60 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
         raise ValueError(f"{path}: not a readable deblurbench checkpoint ({err})") from err
 
 
+# Settings that change how fast or how visibly a run goes, not what it computes: a checkpoint
+# resumes across a change of these. Everything else in the settings defines the run.
+NON_DEFINING_KEYS = frozenset({"quiet", "log_every", "checkpoint_every", "extend", "channels_last",
+                               "cudnn_benchmark", "compile", "prefetch", "fused_adam"})
+SCHEDULE_KEYS = ("epochs_constant", "epochs_decay")
+
+
+def data_identity(sampler: Any) -> dict[str, Any]:
+    """What identifies the training data: each pair's sequence, name, source folder and size, and a
+    digest of the first, middle and last pairs' pixels (a rebuilt cache of other images differs)."""
+    cache = getattr(sampler, "cache", None)
+    if cache is None:  # a sampler without a crop cache (tests): its length is all we know
+        return {"pairs": len(sampler)}
+    entries = [(e["seq"], e["name"], Path(e["blurred"]).parent.name, e["height"], e["width"])
+               for e in cache.entries]
+    digest = hashlib.sha256()
+    for index in sorted({0, len(cache) // 2, len(cache) - 1}):
+        digest.update(np.ascontiguousarray(cache.pair(index)).tobytes())
+    return {"pairs": entries, "pixels": digest.hexdigest()}
+
+
+def run_definition(method_name: str, options: Mapping[str, Any], settings: Mapping[str, Any],
+                   data: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything that defines a run's result: method, options, training settings (seed and schedule
+    included), data identity. Its :func:`run_hash` ties a checkpoint to the run that wrote it."""
+    return {"method": method_name, "options": dict(options), "data": dict(data),
+            "settings": {k: v for k, v in settings.items() if k not in NON_DEFINING_KEYS}}
+
+
+def run_hash(definition: Mapping[str, Any]) -> str:
+    text = json.dumps(definition, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the values that differ between two run definitions."""
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            names += _differences(a, b, f"{prefix}{key}.")
+        elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def _is_lengthening(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Only the schedule's epochs changed, none of them downwards."""
+    changed = _differences(old, new)
+    keys = {f"settings.{k}" for k in SCHEDULE_KEYS}
+    return bool(changed) and set(changed) <= keys and all(
+        new["settings"].get(k, 0) >= old["settings"].get(k, 0) for k in SCHEDULE_KEYS)
+
+
 class Trainer:
     """Trains one method's network; :meth:`run` is the loop."""
 
@@ -127,7 +182,15 @@ class Trainer:
             self.critic = self.critic.to(device)
             self.opt_d = _adam(self.critic.parameters(), settings)
         self.iteration = 0
+        self.iterations_run = 0
         self.wall_seconds = 0.0
+        self.definition = run_definition(method.name, self.options, self.settings, data_identity(sampler))
+        self.run_hash = run_hash(self.definition)
+        # What this call did, for run.json: where it resumed from (None: from scratch), why an existing
+        # checkpoint was not used, and the schedule extensions the run went through.
+        self.resumed_from: int | None = None
+        self.restart_reason: str | None = None
+        self.extensions: list[dict[str, Any]] = []
 
     # -- one step of each kind ------------------------------------------------------------------
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,14 +273,33 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "rng": _rng_state(self.batch_generator),
             "sampler": self.sampler.state_dict(),
+            "run_hash": self.run_hash,
+            "definition": json.dumps(self.definition, sort_keys=True, default=str),
+            "extensions": json.dumps(self.extensions),
         }
         if self.critic is not None:
             state["critic"] = self.critic.state_dict()
             state["opt_d"] = self.opt_d.state_dict()
         save_atomic(state, self.checkpoint_path)
 
-    def resume(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, self.device)
+    def resumable(self, state: Mapping[str, Any], extend: bool) -> str | None:
+        """``None`` when ``state`` continues this run; otherwise why it does not (one line)."""
+        if state.get("run_hash") == self.run_hash:
+            return None
+        if "definition" not in state:
+            return "it records no run hash (written by an older deblurbench)"
+        old = json.loads(state["definition"])
+        if _is_lengthening(old, self.definition):
+            before = "+".join(str(old["settings"][k]) for k in SCHEDULE_KEYS)
+            after = "+".join(str(self.settings[k]) for k in SCHEDULE_KEYS)
+            if extend:
+                return None
+            return (f"the schedule was lengthened ({before} -> {after} epochs); continuing would mix two "
+                    "schedules, so pass --extend (or train.extend: true) to continue it on purpose")
+        return f"it was written with other settings ({', '.join(_differences(old, self.definition))} changed)"
+
+    def resume(self, state: Mapping[str, Any] | None = None) -> None:
+        state = state if state is not None else load_checkpoint(self.checkpoint_path, self.device)
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         if self.critic is not None:
@@ -227,16 +309,34 @@ class Trainer:
         _set_rng_state(state["rng"], self.batch_generator)
         self.iteration = state["iteration"]
         self.wall_seconds = state["wall_seconds"]
+        self.resumed_from = self.iteration
+        self.extensions = json.loads(state.get("extensions", "[]"))
+        if state.get("run_hash") != self.run_hash:  # an extension the user asked for: recorded
+            old = json.loads(state["definition"])["settings"]
+            self.extensions.append({"iteration": self.iteration, "run_hash": state["run_hash"],
+                                    **{k: old[k] for k in SCHEDULE_KEYS}})
         for name in ("log.csv", "val.csv"):
             _truncate_log(self.out_dir / name, self.iteration)
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_after: int | None = None) -> Path:
-        """Train to the end of the schedule (or ``stop_after`` iterations); returns the weights file."""
+    def run(self, resume: bool = False, stop_after: int | None = None, extend: bool = False) -> Path:
+        """Train to the end of the schedule (or ``stop_after`` iterations); returns the weights file.
+
+        ``resume`` continues the run folder's checkpoint when it belongs to this run (same
+        :attr:`run_hash`), or, with ``extend``, to this run with a lengthened schedule; any other
+        checkpoint is set aside and training restarts from scratch, saying why in one line."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume and self.checkpoint_path.exists():
-            self.resume()
+        state = load_checkpoint(self.checkpoint_path, self.device) if resume and self.checkpoint_path.exists() else None
+        if state is not None:
+            self.restart_reason = self.resumable(state, extend)
+            if self.restart_reason is not None:
+                print(f"train {self.method.name}: not resuming {self.checkpoint_path}: {self.restart_reason}; "
+                      "restarting from scratch", flush=True)
+                state = None
+        if state is not None:
+            self.resume(state)
         else:
+            (self.out_dir / "model.pt").unlink(missing_ok=True)
             for name in ("log.csv", "val.csv"):
                 (self.out_dir / name).unlink(missing_ok=True)
         log = _CsvAppender(self.out_dir / "log.csv", LOG_FIELDS)
@@ -268,6 +368,7 @@ class Trainer:
                 self.save_checkpoint()
             bar.update(1)
         bar.close()
+        self.iterations_run = self.iteration - (self.resumed_from or 0)
         weights = self.out_dir / "model.pt"
         if self.iteration >= self.total_iters:
             save_atomic(self.generator.state_dict(), weights)
