@@ -225,6 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "iterations_run": trainer.iterations_run, "resumed_from": trainer.resumed_from,
         "run_hash": trainer.run_hash, "not_resumed_because": trainer.restart_reason,
         "extended_from": trainer.extensions or None,
+        "speed": trainer.speed,
         "wall_seconds": trainer.wall_seconds, "this_call_seconds": time.perf_counter() - started,
     })
     if trainer.iteration < trainer.total_iters:
