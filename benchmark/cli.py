@@ -376,6 +376,26 @@ def cmd_deblur(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from benchmark.plan import format_plan, make_plan
+    from benchmark.train import resolve_device
+
+    _threads(args.threads)
+    if args.config is None:
+        raise CliError("give the profile to plan: --config config/paper.yaml")
+    profile = load_profile(args.config)
+    missing = [k for k in ("profile", "data", "train", "fig5") if k not in profile]
+    if missing:
+        raise CliError(f"{args.config}: not a profile (no {', '.join(missing)})")
+    plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds,
+                             device=resolve_device(args.device))
+    text = format_plan(profile["profile"], plan, source)
+    print(text)
+    if args.out is not None:
+        _write_text(args.out, json.dumps({"profile": profile["profile"], "source": source, **plan}, indent=2))
+    return 0
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     from benchmark import fetch
 
@@ -511,6 +531,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, required=True, help="results/<profile> folder")
         p.add_argument("--out", type=Path, required=True)
         _common(p)
+
+    p = add("plan", cmd_plan, "before a long run: each training's iterations, time per iteration, GPU-hours, "
+                              "and the trainings' wall time on 1, 4 and 8 GPUs")
+    p.add_argument("--gpu-check", type=Path, default=Path("results/gpu_check"),
+                   help="gpu_check JSON, or a folder whose newest gpu_check*.json is used (default: results/gpu_check)")
+    p.add_argument("--probe-seconds", type=float,
+                   help="probe this machine for this many seconds in all instead of reading a gpu_check JSON "
+                        "(the default, 60 s, when there is none)")
+    p.add_argument("--out", type=Path, help="also write the plan as JSON here")
+    _common(p, device=True)
 
     for name, func, help_ in (("fetch", cmd_fetch, "download and verify GOPRO, Köhler or the VGG19 weights"),
                               ("prepare", cmd_prepare, "verify a dataset tree against its known layout")):

@@ -87,8 +87,10 @@ def complexity(model: torch.nn.Module, width: int, height: int) -> dict[str, int
 
 
 def time_method(method: Method, model: torch.nn.Module | None, options: Mapping[str, Any], *,
-                width: int, height: int, warmup: int, runs: int, device: torch.device) -> dict[str, Any]:
-    """Median time of ``method.restore`` on one in-memory image (fp32; and bf16 for a network on CUDA)."""
+                width: int, height: int, warmup: int, runs: int, device: torch.device,
+                bf16: bool | None = None) -> dict[str, Any]:
+    """Median time of ``method.restore`` on one in-memory image, fp32, and under bf16 autocast for a
+    network when ``bf16`` (default: on CUDA only)."""
     image = test_image(width, height)
     if model is not None:
         model = model.to(device).eval()
@@ -99,16 +101,16 @@ def time_method(method: Method, model: torch.nn.Module | None, options: Mapping[
                                  device=device)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
-    bf16 = None
-    if model is not None and device.type == "cuda":
+    median_bf16 = None
+    if model is not None and (device.type == "cuda" if bf16 is None else bf16):
         def restore_bf16() -> Any:
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 return method.restore(model, image, options)
-        bf16 = statistics.median(median_seconds(restore_bf16, warmup=warmup, runs=runs, device=device))
+        median_bf16 = statistics.median(median_seconds(restore_bf16, warmup=warmup, runs=runs, device=device))
     result: dict[str, Any] = {
         "method": method.name, "width": width, "height": height, "runs": runs, "warmup": warmup,
         "median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
-        "median_s_bf16": bf16, "clock": "cuda-events" if device.type == "cuda" else "wall",
+        "median_s_bf16": median_bf16, "clock": "cuda-events" if device.type == "cuda" else "wall",
         **hardware(device),
     }
     if model is not None and method.restore is network_restore:

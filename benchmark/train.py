@@ -188,11 +188,7 @@ class BatchFeeder:
         self._produce, self._state, self.device, self.ahead = produce, state, device, ahead
         self._pending: Any = None  # a Future (ahead) or a ready batch
         self._pending_state: Any = None
-        self._pool = None
-        if ahead:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-feeder")
+        self._pool: Any = None  # the producer thread, started on first use (again after close)
 
     def _host_batch(self) -> tuple[torch.Tensor, ...]:
         batch = self._produce()
@@ -203,12 +199,16 @@ class BatchFeeder:
     def _fill(self) -> None:
         if self._pending is None:
             self._pending_state = self._state()
-            self._pending = self._pool.submit(self._host_batch) if self._pool else self._host_batch()
+            if self.ahead and self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-feeder")
+            self._pending = self._pool.submit(self._host_batch) if self.ahead else self._host_batch()
 
     def peek_host(self) -> tuple[torch.Tensor, ...]:
         """The next batch on the host, without handing it out."""
         self._fill()
-        return self._pending.result() if self._pool else self._pending
+        return self._pending.result() if self.ahead else self._pending
 
     def next(self) -> tuple[torch.Tensor, ...]:
         batch = self.peek_host()
@@ -222,15 +222,18 @@ class BatchFeeder:
         return self._pending_state if self._pending is not None else self._state()
 
     def reset(self) -> None:
-        """Drop a prepared batch (after the producer's state was set from a checkpoint)."""
-        if self._pending is not None and self._pool:
+        """Drop a prepared batch (before the producer's state is set from a checkpoint)."""
+        if self._pending is not None and self.ahead:
             self._pending.result()
         self._pending = None
 
     def close(self) -> None:
-        self.reset()
+        """Stop the producer thread; a batch already prepared stays for the next :meth:`next`."""
         if self._pool is not None:
+            if self._pending is not None:
+                self._pending.result()
             self._pool.shutdown()
+            self._pool = None
 
 
 class Trainer:
@@ -498,8 +501,10 @@ class Trainer:
             _truncate_log(self.out_dir / name, self.iteration)
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_after: int | None = None, extend: bool = False) -> Path:
-        """Train to the end of the schedule (or ``stop_after`` iterations); returns the weights file.
+    def run(self, resume: bool = False, stop_after: int | None = None, extend: bool = False,
+            time_limit: float | None = None) -> Path:
+        """Train to the end of the schedule (or ``stop_after`` iterations, or the iteration during which
+        ``time_limit`` seconds of this call have passed); returns the weights file.
 
         ``resume`` continues the run folder's checkpoint when it belongs to this run (same
         :attr:`run_hash`), or, with ``extend``, to this run with a lengthened schedule; any other
@@ -507,9 +512,17 @@ class Trainer:
 
         The loss values stay on the device; they are read back (one transfer) only every
         ``log_every`` iterations and at checkpoints, where a non-finite value stops the run naming
-        the iterations it happened between."""
+        the iterations it happened between.
+
+        A Trainer that has already trained in this process continues from memory with ``resume``."""
+        call_started = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        state = load_checkpoint(self.checkpoint_path, self.device) if resume and self.checkpoint_path.exists() else None
+        if self.iteration > 0 and not resume:
+            raise RuntimeError("this Trainer has trained already: run(resume=True) continues it")
+        in_memory = self.iteration > 0
+        state = None
+        if resume and not in_memory and self.checkpoint_path.exists():
+            state = load_checkpoint(self.checkpoint_path, self.device)
         if state is not None:
             self.restart_reason = self.resumable(state, extend)
             if self.restart_reason is not None:
@@ -518,11 +531,13 @@ class Trainer:
                 state = None
         if state is not None:
             self.resume(state)
+        elif in_memory:
+            self.resumed_from = self.iteration
         else:
             (self.out_dir / "model.pt").unlink(missing_ok=True)
             for name in ("log.csv", "val.csv"):
                 (self.out_dir / name).unlink(missing_ok=True)
-        if self.speed["compile"] and self.iteration < self.total_iters:
+        if self.speed["compile"] and "compiled" not in self.speed and self.iteration < self.total_iters:
             self.speed["compiled"] = self.compile()
         log = _CsvAppender(self.out_dir / "log.csv", LOG_FIELDS)
         val_log = _CsvAppender(self.out_dir / "val.csv", ("iteration", "epoch", "psnr"))
@@ -542,6 +557,8 @@ class Trainer:
                 lr = self.set_lr(epoch)
                 stats = self.step()
                 self.iteration += 1
+                if time_limit is not None and time.perf_counter() - call_started >= time_limit:
+                    end = self.iteration
                 values = {k: v for k, v in stats.items() if isinstance(v, torch.Tensor)}
                 finite = finite & torch.isfinite(torch.stack(list(values.values()))).all()
                 log_now = self.iteration % s["log_every"] == 0 or self.iteration == end
