@@ -271,6 +271,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = build_model(method, options, args.weights, device)
     tmp = _atomic_dir(args.out)
+    if options.get("save_kernels"):  # Pan's kernels, kept beside its PNGs for the Wiener and RL rows
+        options["kernel_dir"] = str(tmp / "kernels")
+    if args.kernels is not None:
+        if not args.kernels.is_dir():
+            raise CliError(f"--kernels {args.kernels}: not a folder (give the kernels/ folder of Pan's restore)")
+        options["kernel_dir"] = str(args.kernels)
     summary = {"method": method.name, "sets": {}}
     for name, layout, root, blur_folder in _test_sets(args):
         jobs = _restore_jobs(layout, root, blur_folder)[: args.limit or None]
@@ -494,6 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     test_sets(p)
     p.add_argument("--options", type=_json_arg, help="JSON of method options")
     p.add_argument("--limit", type=int, help="only the first N images of each set")
+    p.add_argument("--kernels", type=Path,
+                   help="wiener / richardson-lucy: the kernels/ folder of Pan's restore, read instead of "
+                        "estimating each kernel again")
     p.add_argument("--out", type=Path, required=True, help="folder: <out>/gopro, <out>/kohler, ...")
     _common(p, device=True)
 
