@@ -101,9 +101,11 @@ def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, d
         return None
     if weights is None:
         raise CliError(f"method {method.name!r} is trained: give its weights with --weights FILE")
+    from benchmark.timing import for_inference
+
     model = method.build(options)
     load_weights(method, model, weights)
-    return model.to(device).eval()
+    return for_inference(model.to(device))
 
 
 def _atomic_dir(out: Path) -> Path:
@@ -341,7 +343,9 @@ def cmd_time(args: argparse.Namespace) -> int:
     method, options, _ = method_setup(args.method, profile, {**_run_options(args.weights), **(args.options or {})})
     device = resolve_device(args.device)
     if method.kind == "trained" and args.weights is None:
-        model = method.build(options).to(device).eval()  # timing does not depend on the weights' values
+        from benchmark.timing import for_inference
+
+        model = for_inference(method.build(options).to(device))  # timing does not depend on the weights' values
     else:
         model = build_model(method, options, args.weights, device)
     classical = method.build is None

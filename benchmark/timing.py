@@ -71,6 +71,13 @@ def median_seconds(run: Any, *, warmup: int, runs: int, device: torch.device) ->
     return samples
 
 
+def for_inference(model: torch.nn.Module) -> torch.nn.Module:
+    """A network as ``restore``, ``deblur`` and ``time`` run it: eval mode, channels_last weights (the
+    convolutions then run in NHWC; on the CPU, MSR2B and DeblurGAN at 640x368 ran 1.6-1.7x faster,
+    docs/measurements.md)."""
+    return model.eval().to(memory_format=torch.channels_last)
+
+
 def test_image(width: int, height: int, seed: int = 0) -> np.ndarray:
     """A deterministic uint8 image: content does not change a network's cost, only its size."""
     return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)

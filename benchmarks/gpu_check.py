@@ -37,7 +37,7 @@ import yaml  # noqa: E402
 
 from benchmark import registry  # noqa: E402
 from benchmark.plan import estimate, format_plan, probe, training_jobs  # noqa: E402
-from benchmark.timing import hardware, time_method  # noqa: E402
+from benchmark.timing import for_inference, hardware, time_method  # noqa: E402
 
 NETWORKS = ("msr2b", "res2net", "resnet", "deblurgan", "deepdeblur")
 # (iteration counts at which the GAN check reads PSNR; it stops at whichever its time runs out)
@@ -94,7 +94,7 @@ def check_inference(cfg: dict, device: torch.device, sizes: dict) -> list[dict[s
     for name in NETWORKS:
         method = registry.get(name)
         options = method.options({k: v for k, v in cfg["methods"].get(name, {}).items() if k != "train"})
-        model = method.build(options).to(device).eval()
+        model = for_inference(method.build(options).to(device))
         result = time_method(method, model, options, width=sizes["width"], height=sizes["height"],
                              warmup=sizes["warmup"], runs=sizes["runs"], device=device, bf16=True)
         rows.append({k: result[k] for k in ("method", "width", "height", "runs", "median_s", "median_s_bf16",
