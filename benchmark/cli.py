@@ -551,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gpu_check JSON, or a folder whose newest gpu_check*.json is used (default: results/gpu_check)")
     p.add_argument("--probe-seconds", type=float,
                    help="probe this machine for this many seconds in all instead of reading a gpu_check JSON "
-                        "(the default, 60 s, when there is none)")
+                        "(the default, 60 s, when there is none); 0 lists the jobs and iterations untimed")
     p.add_argument("--out", type=Path, help="also write the plan as JSON here")
     _common(p, device=True)
 

@@ -178,6 +178,8 @@ def format_plan(profile: str, plan: Mapping[str, Any], source: str) -> str:
         ms = "not measured" if r["ms_per_iteration"] is None else f"{r['ms_per_iteration']:.1f}"
         hours = "–" if r["hours"] is None else f"{r['hours']:.2f}"
         lines.append(f"| {r['run']} | {r['iterations']:,} | {r['crop']} | {r['batch_size']} | {ms} | {hours} |")
+    if len(plan["unmeasured"]) == len(plan["jobs"]):
+        return "\n".join(lines)
     lines += ["", f"Total: {plan['gpu_hours']:.2f} GPU-hours. Wall time of the trainings (longest first, "
                   "on the GPU free first): " + ", ".join(f"{n} GPU{'s' if n > 1 else ''}: "
                                                      f"{plan['wall_hours'][str(n)]:.2f} h" for n in GPU_COUNTS)]
@@ -192,6 +194,8 @@ def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: 
     jobs = training_jobs(cfg)
     precision = cfg["train"].get("precision", "fp32")
     record_path = latest_gpu_check(gpu_check) if gpu_check is not None and probe_seconds is None else None
+    if probe_seconds == 0:  # the jobs and their iterations only
+        return estimate(jobs, {}), "not measured (--probe-seconds 0)"
     if record_path is not None:
         record = json.loads(record_path.read_text())
         times = measured_times(record, precision)
