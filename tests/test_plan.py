@@ -85,3 +85,21 @@ def test_gpu_check_tiny_runs_every_path_through_the_training_loop(tmp_path, monk
     series = record["gan"]["series"]
     assert series[0]["iteration"] == 0 and len(series) >= 2 and series[-1]["iteration"] > 0
     assert "GAN learning check" in next(tmp_path.glob("gpu_check-*-tiny.md")).read_text()
+
+
+def test_plan_probes_this_machine_when_asked(tmp_path, capsys):
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg["methods"] |= {"msr2b": {"k": 1, "width": 8}, "res2net": {"k": 1, "width": 8}, "resnet": {"k": 1, "width": 8},
+                       "deblurgan": {"ngf": 8, "n_blocks": 1}, "deepdeblur": {"features": 8, "blocks": 1}}
+    cfg["train"]["n_critic"] = 1
+    cfg["fig5"]["k"] = [1]
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(path), "--probe-seconds", "1", "--device", "cpu", "--out", str(out)]) == 0
+    assert "probe on this machine" in capsys.readouterr().out
+    plan = json.loads(out.read_text())
+    assert not plan["unmeasured"] and all(r["ms_per_iteration"] > 0 for r in plan["jobs"])
+    assert [r["iterations"] for r in plan["jobs"]][0] == 2  # smoke: 1 epoch of 2 pairs, batch 1
+    assert main(["plan", "--config", str(path), "--probe-seconds", "0"]) == 0
+    assert "not measured" in capsys.readouterr().out
