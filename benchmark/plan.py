@@ -170,9 +170,10 @@ def probe_times(jobs: Sequence[Job], device: Any, seconds: float, workdir: Path)
 
 
 def format_plan(profile: str, plan: Mapping[str, Any], source: str) -> str:
-    """The plan as a Markdown table and the wall-time lines."""
+    """The plan as a Markdown table and the wall-time lines (CPU-hours where a CPU was measured)."""
+    unit = "CPU" if plan.get("measured_on") == "cpu" else "GPU"
     lines = [f"Training plan of profile `{profile}` (time per iteration: {source})", "",
-             "| run | iterations | crop | batch | ms / iteration | GPU-hours |",
+             f"| run | iterations | crop | batch | ms / iteration | {unit}-hours |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in plan["jobs"]:
         ms = "not measured" if r["ms_per_iteration"] is None else f"{r['ms_per_iteration']:.1f}"
@@ -180,8 +181,8 @@ def format_plan(profile: str, plan: Mapping[str, Any], source: str) -> str:
         lines.append(f"| {r['run']} | {r['iterations']:,} | {r['crop']} | {r['batch_size']} | {ms} | {hours} |")
     if len(plan["unmeasured"]) == len(plan["jobs"]):
         return "\n".join(lines)
-    lines += ["", f"Total: {plan['gpu_hours']:.2f} GPU-hours. Wall time of the trainings (longest first, "
-                  "on the GPU free first): " + ", ".join(f"{n} GPU{'s' if n > 1 else ''}: "
+    lines += ["", f"Total: {plan['gpu_hours']:.2f} {unit}-hours. Wall time of the trainings (longest first, "
+                  f"on the {unit} free first): " + ", ".join(f"{n} {unit}{'s' if n > 1 else ''}: "
                                                      f"{plan['wall_hours'][str(n)]:.2f} h" for n in GPU_COUNTS)]
     if plan["unmeasured"]:
         lines.append(f"Not measured, left out of the totals: {', '.join(plan['unmeasured'])}.")
@@ -199,6 +200,7 @@ def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: 
     if record_path is not None:
         record = json.loads(record_path.read_text())
         times = measured_times(record, precision)
+        measured_on = record["hardware"]["device"]
         source = (f"{record_path}, measured on {record['hardware'].get('gpu') or record['hardware']['cpu']} "
                   f"({precision})")
     else:
@@ -209,7 +211,7 @@ def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: 
             times = probe_times(jobs, device, per_job, Path(tmp))
         from benchmark.timing import hardware
 
-        where = hardware(device)
+        where, measured_on = hardware(device), device.type
         source = (f"a {time.perf_counter() - started:.0f} s probe on this machine "
                   f"({where.get('gpu') or where['cpu']}, {device.type}, {precision}, {per_job:.1f} s per job)")
-    return estimate(jobs, times), source
+    return estimate(jobs, times) | {"measured_on": "cpu" if measured_on == "cpu" else "gpu"}, source
