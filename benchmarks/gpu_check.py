@@ -1,7 +1,8 @@
 """The prepared GPU check (issue 11 section 4): at most 8 minutes on one H100, nothing downloaded.
 
     python benchmarks/gpu_check.py                 # on a CUDA machine: JSON + Markdown in results/gpu_check/
-    python benchmarks/gpu_check.py --compile       # also the torch.compile'd training step
+    python benchmarks/gpu_check.py --compile       # also the torch.compile'd step (compilation adds minutes:
+                                                   # outside the 8-minute budget of the default run)
     python benchmarks/gpu_check.py --tiny          # the same code paths on the CPU at toy sizes (< 1 min)
 
 1. Training: msr2b, res2net, resnet, deblurgan and deepdeblur at the paper profile's crop, batch,
