@@ -1,7 +1,9 @@
 """Textbook non-blind deconvolutions (scikit-image) fed with the kernel that Pan's engine estimates.
 
 Rows beyond the paper: they show what the estimated kernel is worth without the robust IRLS step of the
-``pan`` row. Each row estimates the kernel itself (same options and defaults as ``pan``), so its runtime
+``pan`` row. Each row uses the kernel of the same options and defaults as ``pan``: given the folder of
+kernels Pan's restore wrote (``deblurbench restore --kernels <pan out>/kernels``) it reads them instead
+of estimating them again; otherwise it estimates each itself. Its timing (``deblurbench time``) always
 includes the estimation, as Pan's does.
 
 Settings chosen on 12 synthetic 192x192 RGB crops (astronaut, coffee, chelsea; a line and a curved 13x13

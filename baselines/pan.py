@@ -31,8 +31,12 @@ against 0.73) in a fifth of the time: the intensity prior was designed for text.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -304,14 +308,36 @@ def estimate_kernel(gray: np.ndarray, kernel_size: int, *, lambda_pixel: float =
     return kernel / kernel.sum()
 
 
+def kernel_key(blurred: np.ndarray, options: Mapping[str, Any]) -> str:
+    """The name of an image's kernel in a kernel folder: a digest of its pixels and of the estimation
+    options (:data:`KERNEL_DEFAULTS`' keys), so a kernel is reused only for the same image and settings."""
+    digest = hashlib.sha256(np.ascontiguousarray(blurred).tobytes())
+    digest.update(json.dumps([list(blurred.shape), {k: options.get(k) for k in sorted(KERNEL_DEFAULTS)}]).encode())
+    return digest.hexdigest()[:24]
+
+
 def kernel_of(blurred: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
     """Pan's kernel for a uint8 HxWx3 image, estimated on its grayscale version with ``options``
-    (``kernel_size`` None picks :func:`default_kernel_size`). Shared with the Wiener and RL rows."""
+    (``kernel_size`` None picks :func:`default_kernel_size`). Shared with the Wiener and RL rows.
+
+    With ``options["kernel_dir"]`` (set by ``deblurbench restore``: Pan's own output folder, or the
+    ``--kernels`` folder Pan's restore wrote), a kernel already there under :func:`kernel_key` is read
+    instead of estimated again; ``options["save_kernels"]`` writes each estimate there."""
+    folder = options.get("kernel_dir")
+    path = Path(folder) / f"{kernel_key(blurred, options)}.npy" if folder else None
+    if path is not None and path.is_file():
+        return np.load(path, allow_pickle=False)
     gray = rgb2gray(blurred)
     size = options.get("kernel_size") or default_kernel_size(*gray.shape)
-    return estimate_kernel(gray, int(size), lambda_pixel=options["lambda_pixel"],
-                           lambda_grad=options["lambda_grad"], iterations=options["iterations"],
-                           gamma=options["gamma"], k_thresh=options["k_thresh"])
+    kernel = estimate_kernel(gray, int(size), lambda_pixel=options["lambda_pixel"],
+                             lambda_grad=options["lambda_grad"], iterations=options["iterations"],
+                             gamma=options["gamma"], k_thresh=options["k_thresh"])
+    if path is not None and options.get("save_kernels"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, kernel)
+        os.replace(tmp, path)
+    return kernel
 
 
 def restore_pan(model: None, blurred: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
@@ -341,7 +367,7 @@ register(Method(
             "non-blind deconvolution of each colour channel.",
     restore=restore_pan,
     defaults={**KERNEL_DEFAULTS, "final_lambda": 5e-3, "final_iterations": 6, "final_p": 0.8,
-              "final_data_norm": "l1-robust"},
+              "final_data_norm": "l1-robust", "save_kernels": True},
     deviations=(
         "The robust-outlier paper (CVPR 2016) is public only as MATLAB P-code; its kernel estimation is "
         "replaced by the L0 intensity + gradient engine of Pan's readable text-deblurring code (CVPR 2014), "

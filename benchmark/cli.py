@@ -91,11 +91,12 @@ def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, d
         return None
     if weights is None:
         raise CliError(f"method {method.name!r} is trained: give its weights with --weights FILE")
+    from benchmark.timing import for_inference
     from benchmark.weights import load_weights
 
     model = method.build(options)
     load_weights(method, model, weights)
-    return model.to(device).eval()
+    return for_inference(model.to(device))
 
 
 def _check_file_out(path: Path) -> None:
@@ -207,10 +208,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(method, options, settings, sampler, args.out, device,
                       validation=_validation_set(args.data, blur_folder, val_n))
     started = time.perf_counter()
-    weights = trainer.run(resume=args.resume, stop_after=args.stop_after)
+    weights = trainer.run(resume=args.resume, stop_after=args.stop_after,
+                          extend=args.extend or bool(settings.get("extend", False)))
     write_run_info(args.out / "run.json", {
         "method": method.name, "options": options, "settings": settings, "device": str(device),
         "iterations": trainer.iteration, "total_iterations": trainer.total_iters,
+        "iterations_run": trainer.iterations_run, "resumed_from": trainer.resumed_from,
+        "run_hash": trainer.run_hash, "not_resumed_because": trainer.restart_reason,
+        "extended_from": trainer.extensions or None,
+        "speed": trainer.speed,
         "wall_seconds": trainer.wall_seconds, "this_call_seconds": time.perf_counter() - started,
     })
     if trainer.iteration < trainer.total_iters:
@@ -270,8 +276,14 @@ def cmd_restore(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = build_model(method, options, args.weights, device)
     sets = _test_sets(args)
+    if args.kernels is not None and not args.kernels.is_dir():
+        raise CliError(f"--kernels {args.kernels}: not a folder (give the kernels/ folder of Pan's restore)")
     summary = {"method": method.name, "sets": {}}
     with staged_dir(args.out) as tmp:
+        if options.get("save_kernels"):  # Pan's kernels, kept beside its PNGs for the Wiener and RL rows
+            options["kernel_dir"] = str(tmp / "kernels")
+        if args.kernels is not None:
+            options["kernel_dir"] = str(args.kernels)
         for name, layout, root, blur_folder in sets:
             jobs = _restore_jobs(layout, root, blur_folder)[: args.limit or None]
             seconds = []
@@ -337,7 +349,9 @@ def cmd_time(args: argparse.Namespace) -> int:
     method, options, _ = method_setup(args.method, profile, {**_run_options(args.weights), **(args.options or {})})
     device = resolve_device(args.device)
     if method.kind == "trained" and args.weights is None:
-        model = method.build(options).to(device).eval()  # timing does not depend on the weights' values
+        from benchmark.timing import for_inference
+
+        model = for_inference(method.build(options).to(device))  # timing does not depend on the weights' values
     else:
         model = build_model(method, options, args.weights, device)
     classical = method.build is None
@@ -370,6 +384,26 @@ def cmd_deblur(args: argparse.Namespace) -> int:
     method, options, _ = method_setup(args.method, {}, {**_run_options(args.weights), **(args.options or {})})
     model = build_model(method, options, args.weights, resolve_device(args.device))
     return deblur_all(method, model, options, jobs)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from benchmark.plan import format_plan, make_plan
+    from benchmark.train import resolve_device
+
+    _threads(args.threads)
+    if args.config is None:
+        raise CliError("give the profile to plan: --config config/paper.yaml")
+    profile = load_profile(args.config)
+    missing = [k for k in ("profile", "data", "train", "fig5") if k not in profile]
+    if missing:
+        raise CliError(f"{args.config}: not a profile (no {', '.join(missing)})")
+    plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds,
+                             device=resolve_device(args.device))
+    text = format_plan(profile["profile"], plan, source)
+    print(text)
+    if args.out is not None:
+        _write_text(args.out, json.dumps({"profile": profile["profile"], "source": source, **plan}, indent=2))
+    return 0
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -458,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blur-folder", choices=("blur", "blur_gamma"), help="GOPRO blur folder for validation")
     p.add_argument("--validation-images", type=int, help="test images scored each val_every epochs")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    p.add_argument("--extend", action="store_true",
+                   help="with --resume: continue a run whose schedule was lengthened (recorded in run.json)")
     p.add_argument("--stop-after", type=int, help="stop after this many iterations (a resumable checkpoint)")
     p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (bitwise resume)")
     _common(p, device=True)
@@ -474,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     test_sets(p)
     p.add_argument("--options", type=_json_arg, help="JSON of method options")
     p.add_argument("--limit", type=int, help="only the first N images of each set")
+    p.add_argument("--kernels", type=Path,
+                   help="wiener / richardson-lucy: the kernels/ folder of Pan's restore, read instead of "
+                        "estimating each kernel again")
     p.add_argument("--out", type=Path, required=True, help="folder: <out>/gopro, <out>/kohler, ...")
     _common(p, device=True)
 
@@ -512,6 +551,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, required=True, help="results/<profile> folder")
         p.add_argument("--out", type=Path, required=True)
         _common(p)
+
+    p = add("plan", cmd_plan, "before a long run: each training's iterations, time per iteration, GPU-hours, "
+                              "and the trainings' wall time on 1, 4 and 8 GPUs")
+    p.add_argument("--gpu-check", type=Path, default=Path("results/gpu_check"),
+                   help="gpu_check JSON, or a folder whose newest gpu_check*.json is used (default: results/gpu_check)")
+    p.add_argument("--probe-seconds", type=float,
+                   help="probe this machine for this many seconds in all instead of reading a gpu_check JSON "
+                        "(the default, 60 s, when there is none); 0 lists the jobs and iterations untimed")
+    p.add_argument("--out", type=Path, help="also write the plan as JSON here")
+    _common(p, device=True)
 
     for name, func, help_ in (("fetch", cmd_fetch, "download and verify GOPRO, Köhler, the VGG19 weights or "
                                                    "the authors' released weights (fetch weights NAME)"),

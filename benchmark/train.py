@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import json
 import math
 import os
@@ -59,10 +60,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device on this machine")
     return torch.device(name)
-
-
-def _adam(params, settings: Mapping[str, Any]) -> torch.optim.Adam:
-    return torch.optim.Adam(params, lr=settings["lr"], betas=tuple(settings["betas"]), eps=settings["eps"])
 
 
 def _rng_state(generator: torch.Generator) -> dict[str, Any]:
@@ -123,6 +120,149 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
                          "of another program") from err
 
 
+# Settings that change how fast or how visibly a run goes, not what it computes: a checkpoint
+# resumes across a change of these. Everything else in the settings defines the run.
+NON_DEFINING_KEYS = frozenset({"quiet", "log_every", "checkpoint_every", "extend", "channels_last",
+                               "cudnn_benchmark", "compile", "prefetch", "fused_adam"})
+SCHEDULE_KEYS = ("epochs_constant", "epochs_decay")
+
+
+def data_identity(sampler: Any) -> dict[str, Any]:
+    """What identifies the training data: each pair's sequence, name, source folder and size, and a
+    digest of the first, middle and last pairs' pixels (a rebuilt cache of other images differs)."""
+    cache = getattr(sampler, "cache", None)
+    if cache is None:  # a sampler without a crop cache (tests): its length is all we know
+        return {"pairs": len(sampler)}
+    entries = [(e["seq"], e["name"], Path(e["blurred"]).parent.name, e["height"], e["width"])
+               for e in cache.entries]
+    digest = hashlib.sha256()
+    for index in sorted({0, len(cache) // 2, len(cache) - 1}):
+        digest.update(np.ascontiguousarray(cache.pair(index)).tobytes())
+    return {"pairs": entries, "pixels": digest.hexdigest()}
+
+
+def run_definition(method_name: str, options: Mapping[str, Any], settings: Mapping[str, Any],
+                   data: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything that defines a run's result: method, options, training settings (seed and schedule
+    included), data identity. Its :func:`run_hash` ties a checkpoint to the run that wrote it."""
+    return {"method": method_name, "options": dict(options), "data": dict(data),
+            "settings": {k: v for k, v in settings.items() if k not in NON_DEFINING_KEYS}}
+
+
+def run_hash(definition: Mapping[str, Any]) -> str:
+    text = json.dumps(definition, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the values that differ between two run definitions."""
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            names += _differences(a, b, f"{prefix}{key}.")
+        elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def _is_lengthening(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Only the schedule's epochs changed, none of them downwards."""
+    changed = _differences(old, new)
+    keys = {f"settings.{k}" for k in SCHEDULE_KEYS}
+    return bool(changed) and set(changed) <= keys and all(
+        new["settings"].get(k, 0) >= old["settings"].get(k, 0) for k in SCHEDULE_KEYS)
+
+
+# The speed settings and their defaults (config/schema.yaml): named in run.json's "speed" record.
+SPEED_DEFAULTS: dict[str, Any] = {"precision": "fp32", "tf32": True, "channels_last": True,
+                                  "cudnn_benchmark": True, "fused_adam": True, "prefetch": True,
+                                  "compile": False}
+
+
+def speed_settings(settings: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    """The speed settings in effect on ``device``: the CUDA-only ones read false elsewhere."""
+    speed = {k: settings.get(k, v) for k, v in SPEED_DEFAULTS.items()}
+    if speed["precision"] not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', not {speed['precision']!r}")
+    if device.type != "cuda":
+        speed |= {"tf32": False, "channels_last": False, "cudnn_benchmark": False}
+    if torch.are_deterministic_algorithms_enabled():
+        speed["cudnn_benchmark"] = False  # benchmark mode may pick non-deterministic kernels
+    return speed
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def _read(tensors: Sequence[torch.Tensor]) -> list[float]:
+    """The loop's one read of device values back to the host: a single transfer for all of them."""
+    return torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist()
+
+
+class BatchFeeder:
+    """Batches on the device, in the sampler's order, the next one prepared while the current step runs.
+
+    ``produce()`` cuts the next batch on the host (the sampler, then the method's ``prepare_batch``);
+    ``state()`` is what a checkpoint needs to continue from the batch about to be produced. With
+    ``ahead`` a background thread produces batch n+1 (into pinned memory on CUDA) while the caller
+    trains on batch n; the calls to ``produce`` happen in the same order either way, so the crops are
+    the same. :meth:`state` returns the state before the first batch not yet handed out, so a
+    checkpoint never skips the batch waiting in the queue."""
+
+    def __init__(self, produce: Any, state: Any, device: torch.device, ahead: bool) -> None:
+        self._produce, self._state, self.device, self.ahead = produce, state, device, ahead
+        self._pending: Any = None  # a Future (ahead) or a ready batch
+        self._pending_state: Any = None
+        self._pool: Any = None  # the producer thread, started on first use (again after close)
+
+    def _host_batch(self) -> tuple[torch.Tensor, ...]:
+        batch = self._produce()
+        if self.device.type == "cuda":
+            batch = tuple(t.pin_memory() for t in batch)
+        return batch
+
+    def _fill(self) -> None:
+        if self._pending is None:
+            self._pending_state = self._state()
+            if self.ahead and self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-feeder")
+            self._pending = self._pool.submit(self._host_batch) if self.ahead else self._host_batch()
+
+    def peek_host(self) -> tuple[torch.Tensor, ...]:
+        """The next batch on the host, without handing it out."""
+        self._fill()
+        return self._pending.result() if self.ahead else self._pending
+
+    def next(self) -> tuple[torch.Tensor, ...]:
+        batch = self.peek_host()
+        self._pending = None
+        if self.ahead:
+            self._fill()  # the next batch is cut while the caller computes on this one
+        return tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def state(self) -> Any:
+        """The producer's state before the first batch not yet handed out."""
+        return self._pending_state if self._pending is not None else self._state()
+
+    def reset(self) -> None:
+        """Drop a prepared batch (before the producer's state is set from a checkpoint)."""
+        if self._pending is not None and self.ahead:
+            self._pending.result()
+        self._pending = None
+
+    def close(self) -> None:
+        """Stop the producer thread; a batch already prepared stays for the next :meth:`next`."""
+        if self._pool is not None:
+            if self._pending is not None:
+                self._pending.result()
+            self._pool.shutdown()
+            self._pool = None
+
+
 class Trainer:
     """Trains one method's network; :meth:`run` is the loop."""
 
@@ -139,6 +279,10 @@ class Trainer:
                                  settings["epochs_decay"])
         self.iters_per_epoch = math.ceil(len(sampler) / settings["batch_size"])
         self.total_iters = self.schedule.epochs * self.iters_per_epoch
+        self.speed = speed_settings(self.settings, device)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = self.speed["cudnn_benchmark"]
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.speed["tf32"]
 
         torch.manual_seed(settings["seed"])
         np.random.seed(settings["seed"])
@@ -146,61 +290,107 @@ class Trainer:
         self.batch_generator = torch.Generator().manual_seed(settings["seed"])
         self.generator = method.build(self.options).to(device)
         self.content_loss = method.training.content_loss({**self.options, **self.settings}).to(device)
-        self.opt_g = _adam(self.generator.parameters(), settings)
         self.critic = self.opt_d = None
         if method.training.build_critic is not None:
             self.critic = method.training.build_critic(self.options)
         if self.critic is not None:
             self.critic = self.critic.to(device)
-            self.opt_d = _adam(self.critic.parameters(), settings)
+        if self.speed["channels_last"]:
+            for net in (self.generator, self.content_loss, self.critic):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
+        self.opt_g = self._adam(self.generator.parameters())
+        if self.critic is not None:
+            self.opt_d = self._adam(self.critic.parameters())
+        # What runs the forward passes: the modules themselves, or their torch.compile'd versions.
+        self._g, self._d = self.generator, self.critic
+        self.feeder = BatchFeeder(self._produce_batch, self._producer_state, device, self.speed["prefetch"])
         self.iteration = 0
+        self.iterations_run = 0
         self.wall_seconds = 0.0
+        self.definition = run_definition(method.name, self.options, self.settings, data_identity(sampler))
+        self.run_hash = run_hash(self.definition)
+        # What this call did, for run.json: where it resumed from (None: from scratch), why an existing
+        # checkpoint was not used, and the schedule extensions the run went through.
+        self.resumed_from: int | None = None
+        self.restart_reason: str | None = None
+        self.extensions: list[dict[str, Any]] = []
+
+    def _adam(self, params) -> torch.optim.Adam:
+        s = self.settings
+        fused = self.speed["fused_adam"] and self.device.type in ("cuda", "cpu")
+        return torch.optim.Adam(params, lr=s["lr"], betas=tuple(s["betas"]), eps=s["eps"],
+                                **({"fused": True} if fused else {"foreach": True}))
+
+    def autocast(self) -> Any:
+        """bf16 autocast for the forward passes of generator, critic and VGG19 when ``precision: bf16``."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.speed["precision"] == "bf16")
+
+    def _critic_fp32(self, x: torch.Tensor) -> torch.Tensor:
+        """The critic's scores in fp32, so every loss built on them is reduced in fp32."""
+        return self._d(to_channels_last(x) if self.speed["channels_last"] else x).float()
 
     # -- one step of each kind ------------------------------------------------------------------
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _produce_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         blurred, sharp = self.sampler.next_batch(self.settings["batch_size"])
         prepare = self.method.training.prepare_batch
         if prepare is not None:
             blurred, sharp = prepare(blurred, sharp, self.batch_generator)
-        return blurred.to(self.device), sharp.to(self.device)
+        return blurred, sharp
 
-    def critic_step(self, sharp: torch.Tensor, restored: torch.Tensor) -> dict[str, float]:
-        if self.method.training.adversarial == "wgan-gp":
-            loss, stats = critic_loss(self.critic, sharp, restored.detach(), self.settings["gp_weight"])
-        else:
-            loss, stats = bce_discriminator_loss(self.critic, sharp, restored)
+    def _producer_state(self) -> tuple[dict[str, Any], torch.Tensor]:
+        return self.sampler.state_dict(), self.batch_generator.get_state()
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``(input, target)`` batch on the device."""
+        blurred, sharp = self.feeder.next()
+        if self.speed["channels_last"]:
+            blurred, sharp = to_channels_last(blurred), to_channels_last(sharp)
+        return blurred, sharp
+
+    def critic_step(self, sharp: torch.Tensor, restored: torch.Tensor) -> dict[str, Any]:
+        with self.autocast():
+            if self.method.training.adversarial == "wgan-gp":
+                loss, stats = critic_loss(self._critic_fp32, sharp, restored.detach(), self.settings["gp_weight"])
+            else:
+                loss, stats = bce_discriminator_loss(self._critic_fp32, sharp, restored)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
-        return {"loss_critic": loss.item(), "gradient_penalty": stats.get("gradient_penalty", "")}
+        return {"loss_critic": loss.detach(), "gradient_penalty": stats.get("gradient_penalty", "")}
 
     def generator_step(self, output: torch.Tensor | list[torch.Tensor], finest: torch.Tensor,
-                       sharp: torch.Tensor) -> dict[str, float]:
-        content = self.content_loss(output, sharp)
-        loss = content
-        stats = {"loss_content": content.item()}
-        if self.critic is not None:
-            for p in self.critic.parameters():
-                p.requires_grad_(False)
-            training = self.method.training
-            gan_loss = generator_adversarial_loss if training.adversarial == "wgan-gp" else bce_generator_loss
-            adversarial = gan_loss(self.critic, finest)
-            for p in self.critic.parameters():
-                p.requires_grad_(True)
-            loss = content + training.adversarial_weight * adversarial
-            stats["loss_adversarial"] = adversarial.item()
+                       sharp: torch.Tensor) -> dict[str, Any]:
+        with self.autocast():
+            content = self.content_loss(output, sharp).float()
+            loss = content
+            stats = {"loss_content": content.detach()}
+            if self.critic is not None:
+                for p in self.critic.parameters():
+                    p.requires_grad_(False)
+                training = self.method.training
+                gan_loss = generator_adversarial_loss if training.adversarial == "wgan-gp" else bce_generator_loss
+                adversarial = gan_loss(self._critic_fp32, finest)
+                for p in self.critic.parameters():
+                    p.requires_grad_(True)
+                loss = content + training.adversarial_weight * adversarial
+                stats["loss_adversarial"] = adversarial.detach()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         return stats
 
-    def step(self) -> dict[str, float]:
+    def step(self) -> dict[str, Any]:
         """One iteration, as in DeblurGAN: one batch and one generator forward pass, ``n_critic``
-        critic updates on that restored batch, then one generator update."""
+        critic updates on that restored batch, then one generator update. The statistics stay on
+        the device (0-d tensors; "" where a loss does not apply): nothing here waits for the device."""
         blurred, sharp = self.batch()
-        output = self.generator(blurred)
-        finest = output[-1] if isinstance(output, list | tuple) else output  # what the critic judges
-        stats: dict[str, float] = {}
+        with self.autocast():
+            output = self._g(blurred)
+        # the losses see fp32 images (under bf16 the generator's outputs are cast back)
+        output = [o.float() for o in output] if isinstance(output, list | tuple) else output.float()
+        finest = output[-1] if isinstance(output, list) else output  # what the critic judges
+        stats: dict[str, Any] = {}
         if self.critic is not None:
             for _ in range(self.settings["n_critic"]):
                 stats = self.critic_step(sharp, finest)
@@ -213,6 +403,57 @@ class Trainer:
                 for group in opt.param_groups:
                     group["lr"] = lr
         return lr
+
+    # -- compilation ----------------------------------------------------------------------------
+    def compile(self) -> str:
+        """``torch.compile`` the generator and the critic (``compile: true``), each checked by one
+        probe step whose effects are undone; a part that fails to compile runs eagerly, with one
+        warning line. Returns what runs compiled ("generator+critic", "generator" or "none")."""
+        import copy
+        import warnings
+
+        nets = [n for n in (self.generator, self.critic) if n is not None]
+        opts = [o for o in (self.opt_g, self.opt_d) if o is not None]
+        host = self.feeder.peek_host()  # first: cutting it draws from the batch generator
+        saved = ([copy.deepcopy(n.state_dict()) for n in nets], [copy.deepcopy(o.state_dict()) for o in opts],
+                 _rng_state(self.batch_generator))
+        probe = tuple(t.to(self.device) for t in host)
+        tries = [(True, True), (True, False)] if self.critic is not None else [(True, False)]
+        error = None
+        for compile_g, compile_d in tries:
+            self._g = torch.compile(self.generator) if compile_g else self.generator
+            self._d = torch.compile(self.critic) if compile_d else self.critic
+            try:
+                self._probe_step(probe)
+                error = None
+                break
+            except Exception as err:  # noqa: BLE001 - any compiler failure means: run eagerly
+                error = error or err
+            finally:
+                for n, state in zip(nets, saved[0], strict=True):
+                    n.load_state_dict(state)
+                for o, state in zip(opts, saved[1], strict=True):
+                    o.load_state_dict(state)
+                    o.zero_grad(set_to_none=True)
+                _set_rng_state(saved[2], self.batch_generator)
+        else:
+            self._g, self._d = self.generator, self.critic
+        compiled = "+".join(name for name, net, used in (("generator", self.generator, self._g),
+                                                          ("critic", self.critic, self._d))
+                            if net is not None and used is not net) or "none"
+        if error is not None:
+            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            warnings.warn(f"compile: true, but torch.compile failed ({type(error).__name__}: {message[:200]}); "
+                          f"compiled: {compiled}, the rest runs eagerly", stacklevel=2)
+        return compiled
+
+    def _probe_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        feeder = self.feeder
+        self.feeder = _Fixed(batch)
+        try:
+            _read(list(v for v in self.step().values() if isinstance(v, torch.Tensor)))
+        finally:
+            self.feeder = feeder
 
     # -- validation -----------------------------------------------------------------------------
     def validate(self) -> float | None:
@@ -230,21 +471,44 @@ class Trainer:
         return self.out_dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> None:
+        sampler_state, batch_rng = self.feeder.state()  # before the batch waiting in the feeder
+        rng = _rng_state(self.batch_generator)
+        rng["batch"] = batch_rng
         state = {
             "iteration": self.iteration,
             "wall_seconds": self.wall_seconds,
             "generator": self.generator.state_dict(),
             "opt_g": self.opt_g.state_dict(),
-            "rng": _rng_state(self.batch_generator),
-            "sampler": self.sampler.state_dict(),
+            "rng": rng,
+            "sampler": sampler_state,
+            "run_hash": self.run_hash,
+            "definition": json.dumps(self.definition, sort_keys=True, default=str),
+            "extensions": json.dumps(self.extensions),
         }
         if self.critic is not None:
             state["critic"] = self.critic.state_dict()
             state["opt_d"] = self.opt_d.state_dict()
         save_atomic(state, self.checkpoint_path)
 
-    def resume(self) -> None:
-        state = load_checkpoint(self.checkpoint_path, self.device)
+    def resumable(self, state: Mapping[str, Any], extend: bool) -> str | None:
+        """``None`` when ``state`` continues this run; otherwise why it does not (one line)."""
+        if state.get("run_hash") == self.run_hash:
+            return None
+        if "definition" not in state:
+            return "it records no run hash (written by an older deblurbench)"
+        old = json.loads(state["definition"])
+        if _is_lengthening(old, self.definition):
+            before = "+".join(str(old["settings"][k]) for k in SCHEDULE_KEYS)
+            after = "+".join(str(self.settings[k]) for k in SCHEDULE_KEYS)
+            if extend:
+                return None
+            return (f"the schedule was lengthened ({before} -> {after} epochs); continuing would mix two "
+                    "schedules, so pass --extend (or train.extend: true) to continue it on purpose")
+        return f"it was written with other settings ({', '.join(_differences(old, self.definition))} changed)"
+
+    def resume(self, state: Mapping[str, Any] | None = None) -> None:
+        state = state if state is not None else load_checkpoint(self.checkpoint_path, self.device)
+        self.feeder.reset()
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         if self.critic is not None:
@@ -254,18 +518,54 @@ class Trainer:
         _set_rng_state(state["rng"], self.batch_generator)
         self.iteration = state["iteration"]
         self.wall_seconds = state["wall_seconds"]
+        self.resumed_from = self.iteration
+        self.extensions = json.loads(state.get("extensions", "[]"))
+        if state.get("run_hash") != self.run_hash:  # an extension the user asked for: recorded
+            old = json.loads(state["definition"])["settings"]
+            self.extensions.append({"iteration": self.iteration, "run_hash": state["run_hash"],
+                                    **{k: old[k] for k in SCHEDULE_KEYS}})
         for name in ("log.csv", "val.csv"):
             _truncate_log(self.out_dir / name, self.iteration)
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, resume: bool = False, stop_after: int | None = None) -> Path:
-        """Train to the end of the schedule (or ``stop_after`` iterations); returns the weights file."""
+    def run(self, resume: bool = False, stop_after: int | None = None, extend: bool = False,
+            time_limit: float | None = None) -> Path:
+        """Train to the end of the schedule (or ``stop_after`` iterations, or the iteration during which
+        ``time_limit`` seconds of this call have passed); returns the weights file.
+
+        ``resume`` continues the run folder's checkpoint when it belongs to this run (same
+        :attr:`run_hash`), or, with ``extend``, to this run with a lengthened schedule; any other
+        checkpoint is set aside and training restarts from scratch, saying why in one line.
+
+        The loss values stay on the device; they are read back (one transfer) only every
+        ``log_every`` iterations and at checkpoints, where a non-finite value stops the run naming
+        the iterations it happened between.
+
+        A Trainer that has already trained in this process continues from memory with ``resume``."""
+        call_started = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if resume and self.checkpoint_path.exists():
-            self.resume()
+        if self.iteration > 0 and not resume:
+            raise RuntimeError("this Trainer has trained already: run(resume=True) continues it")
+        in_memory = self.iteration > 0
+        state = None
+        if resume and not in_memory and self.checkpoint_path.exists():
+            state = load_checkpoint(self.checkpoint_path, self.device)
+        if state is not None:
+            self.restart_reason = self.resumable(state, extend)
+            if self.restart_reason is not None:
+                print(f"train {self.method.name}: not resuming {self.checkpoint_path}: {self.restart_reason}; "
+                      "restarting from scratch", flush=True)
+                state = None
+        if state is not None:
+            self.resume(state)
+        elif in_memory:
+            self.resumed_from = self.iteration
         else:
+            (self.out_dir / "model.pt").unlink(missing_ok=True)
             for name in ("log.csv", "val.csv"):
                 (self.out_dir / name).unlink(missing_ok=True)
+        if self.speed["compile"] and "compiled" not in self.speed and self.iteration < self.total_iters:
+            self.speed["compiled"] = self.compile()
         log = _CsvAppender(self.out_dir / "log.csv", LOG_FIELDS)
         val_log = _CsvAppender(self.out_dir / "val.csv", ("iteration", "epoch", "psnr"))
         s = self.settings
@@ -276,29 +576,56 @@ class Trainer:
         bar = tqdm(total=end, initial=self.iteration, desc=f"train {self.method.name}", unit="it",
                    dynamic_ncols=True, disable=s.get("quiet", False))
         started = time.perf_counter() - self.wall_seconds
-        while self.iteration < end:
-            epoch = self.iteration // self.iters_per_epoch
-            lr = self.set_lr(epoch)
-            stats = self.step()
-            self.iteration += 1
-            if not all(math.isfinite(v) for v in stats.values()):
-                raise FloatingPointError(f"training {self.method.name}: non-finite loss at iteration "
-                                         f"{self.iteration}: {stats}")
-            if self.iteration % s["log_every"] == 0 or self.iteration == end:
-                log.write({"iteration": self.iteration, "epoch": epoch, "lr": lr, **stats})
-                bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in stats.items()})
-            finished_epoch = self.iteration % self.iters_per_epoch == 0
-            if finished_epoch and (epoch + 1) % s["val_every"] == 0 and self.validation:
-                val_log.write({"iteration": self.iteration, "epoch": epoch + 1, "psnr": self.validate()})
-            self.wall_seconds = time.perf_counter() - started
-            if self.iteration % s["checkpoint_every"] == 0 or self.iteration == end:
-                self.save_checkpoint()
-            bar.update(1)
-        bar.close()
+        checked = self.iteration  # the last iteration whose losses were read and found finite
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
+        try:
+            while self.iteration < end:
+                epoch = self.iteration // self.iters_per_epoch
+                lr = self.set_lr(epoch)
+                stats = self.step()
+                self.iteration += 1
+                if time_limit is not None and time.perf_counter() - call_started >= time_limit:
+                    end = self.iteration
+                values = {k: v for k, v in stats.items() if isinstance(v, torch.Tensor)}
+                finite = finite & torch.isfinite(torch.stack(list(values.values()))).all()
+                log_now = self.iteration % s["log_every"] == 0 or self.iteration == end
+                checkpoint_now = self.iteration % s["checkpoint_every"] == 0 or self.iteration == end
+                if log_now or checkpoint_now:
+                    *numbers, all_finite = _read([*values.values(), finite])
+                    if not all_finite:
+                        raise FloatingPointError(
+                            f"training {self.method.name}: non-finite loss between iterations {checked + 1} and "
+                            f"{self.iteration}; at {self.iteration}: {dict(zip(values, numbers, strict=True))}")
+                    checked = self.iteration
+                    if log_now:
+                        row = stats | dict(zip(values, numbers, strict=True))
+                        log.write({"iteration": self.iteration, "epoch": epoch, "lr": lr, **row})
+                        bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in row.items() if v != ""})
+                finished_epoch = self.iteration % self.iters_per_epoch == 0
+                if finished_epoch and (epoch + 1) % s["val_every"] == 0 and self.validation:
+                    val_log.write({"iteration": self.iteration, "epoch": epoch + 1, "psnr": self.validate()})
+                self.wall_seconds = time.perf_counter() - started
+                if checkpoint_now:
+                    self.save_checkpoint()
+                bar.update(1)
+        finally:
+            self.feeder.close()
+            bar.close()
+        self.iterations_run = self.iteration - (self.resumed_from or 0)
         weights = self.out_dir / "model.pt"
         if self.iteration >= self.total_iters:
             save_atomic(self.generator.state_dict(), weights)
         return weights
+
+
+class _Fixed:
+    """A feeder that hands out one given batch (the compile probe's)."""
+
+    def __init__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        self.batch = batch
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch
 
 
 class _CsvAppender:

@@ -56,7 +56,7 @@ def critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
     wasserstein_estimate = critic(real).mean() - critic(fake).mean()
     gp = gradient_penalty(critic, real, fake)
     loss = -wasserstein_estimate + gp_weight * gp
-    return loss, {"wasserstein_estimate": wasserstein_estimate.item(), "gradient_penalty": gp.item()}
+    return loss, {"wasserstein_estimate": wasserstein_estimate.detach(), "gradient_penalty": gp.detach()}
 
 
 def generator_adversarial_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:

@@ -199,15 +199,24 @@ def kohler_protocol(results: Path) -> pd.DataFrame:
 
 
 def complexity(results: Path) -> pd.DataFrame:
+    """Parameters, MACs and times per method; each time also as a ratio to DeblurGAN's, beside the
+    paper's time and its ratio (MSR2B / DeblurGAN: 0.45 s / 0.85 s = 0.53 in Table 2): hardware
+    cancels out of a ratio, so it compares across machines where the seconds do not."""
+    paper = paper_numbers().query("table == 'table2' and metric == 'time_s'").set_index("method")["value"]
+    reference = _timing(results, "deblurgan").get("median_s")
     rows = []
     for m in registry.available():
         t = _timing(results, m.name)
         if t:
-            rows.append({"method": m.name, "row": m.display_name, **t})
+            published = paper.get(m.name, np.nan)
+            rows.append({"method": m.name, "row": m.display_name, **t,
+                         "vs_deblurgan": t["median_s"] / reference if reference else np.nan,
+                         "paper_time_s": published, "paper_vs_deblurgan": published / paper.get("deblurgan", np.nan)})
     for r in release_rows(results):
         t = _timing(results / "releases", r["method"].removeprefix(RELEASE_PREFIX))
         if t:
-            rows.append({**t, "method": r["method"], "row": r["row"]})
+            rows.append({**t, "method": r["method"], "row": r["row"],
+                         "vs_deblurgan": t["median_s"] / reference if reference else np.nan})
     return pd.DataFrame(rows)
 
 

@@ -138,6 +138,9 @@ def test_one_step_of_the_training_loop(tmp_path):
         def __len__(self):
             return 2
 
+        def state_dict(self):
+            return {}
+
         def next_batch(self, n):
             g = torch.Generator().manual_seed(3)
             sharp = torch.rand(n, 3, 16, 16, generator=g) * 2 - 1

@@ -200,3 +200,34 @@ def test_registered_classical_rows_restore_uint8(name, shape):
     restored = method.restore(None, blurred_rgb, method.options())
     assert restored.dtype == np.uint8 and restored.shape == blurred_rgb.shape
     assert np.abs(restored.astype(float) - blurred_rgb).mean() < 40
+
+
+def test_wiener_and_rl_reuse_the_kernels_pans_restore_saved(tiny_gopro, tmp_path, monkeypatch):
+    """Pan's restore keeps each kernel beside its PNGs; given that folder, Wiener and Richardson-Lucy read
+    them (estimation made to fail proves it) and restore exactly what estimating again gives."""
+    import baselines.pan as pan
+    from benchmark.cli import main
+    from benchmark.data import read_image
+
+    def restore(method, out, *extra):
+        argv = ["restore", "--method", method, "--gopro", str(tiny_gopro), "--options", '{"kernel_size": 9}',
+                "--out", str(out), "--device", "cpu", "--quiet", *extra]
+        assert main(argv) == 0
+
+    restore("pan", tmp_path / "pan")
+    kernels = sorted((tmp_path / "pan" / "kernels").glob("*.npy"))
+    assert len(kernels) == 2 and all(np.load(k).shape == (9, 9) for k in kernels)
+    restore("wiener", tmp_path / "wiener-estimated")
+    real_estimate = pan.estimate_kernel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("estimated a kernel that Pan's restore had saved")
+    monkeypatch.setattr(pan, "estimate_kernel", refuse)
+    for method in ("wiener", "richardson-lucy"):
+        restore(method, tmp_path / f"{method}-reused", "--kernels", str(tmp_path / "pan" / "kernels"))
+    monkeypatch.setattr(pan, "estimate_kernel", real_estimate)
+    for png in (tmp_path / "wiener-estimated" / "gopro").rglob("*.png"):
+        reused = tmp_path / "wiener-reused" / png.relative_to(tmp_path / "wiener-estimated")
+        assert np.array_equal(read_image(png), read_image(reused))
+    # Other estimation settings never read a kernel made with different ones.
+    assert pan.kernel_key(read_image(png), {"kernel_size": 9}) != pan.kernel_key(read_image(png), {"kernel_size": 7})

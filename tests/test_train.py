@@ -105,6 +105,9 @@ class _Pairs:
     def next_batch(self, batch_size):
         return self.blurred[:batch_size], self.sharp[:batch_size]
 
+    def state_dict(self):
+        return {}
+
 
 def test_deepdeblur_paper_loss_trains_the_release_discriminator_with_bce(tmp_path):
     from baselines.deepdeblur import Discriminator

@@ -1,0 +1,217 @@
+"""What a profile's trainings will cost before they run: iterations, time per iteration, GPU-hours,
+and the wall time of the DAG's trainings on 1, 4 and 8 GPUs (``deblurbench plan``).
+
+The time per iteration comes from a ``benchmarks/gpu_check.py`` JSON (measured on a GPU) or from a
+short probe on this machine: the project's one training loop (:class:`benchmark.train.Trainer`)
+run for a few seconds at each job's own crop, batch, losses and critic steps on synthetic crops.
+The trainings are independent jobs; on N GPUs they are placed longest first on the GPU that frees
+up first, and the wall time is the last one's end. Everything outside training (fetch, restore,
+score, report) takes minutes and is not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GPU_COUNTS = (1, 4, 8)
+GPU_CHECK_DIR = Path("results/gpu_check")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training of the DAG: its run name, method, options, settings and length."""
+
+    run: str
+    method: str
+    options: dict[str, Any] = field(hash=False)
+    settings: dict[str, Any] = field(hash=False)
+    pairs: int
+    iterations: int
+
+
+def train_pairs(cfg: Mapping[str, Any]) -> int:
+    """Training pairs of the profile's data: GOPRO's 2103, or the synthetic ``train_pairs``."""
+    if cfg["data"]["source"] == "synthetic":
+        return int(cfg["data"]["synthetic"]["train_pairs"])
+    from benchmark.prepare import GOPRO_COUNTS
+
+    return sum(GOPRO_COUNTS["train"].values())
+
+
+def training_jobs(cfg: Mapping[str, Any]) -> list[Job]:
+    """The DAG's training runs, as ``rules/common.smk`` names them (every trained method, then the
+    Fig. 5 sweep's extra k values), with the settings each run's ``deblurbench train`` would use."""
+    from benchmark import registry
+    from benchmark.cli import method_setup
+
+    sweep = registry.get(cfg["fig5"]["method"])
+    runs = [(m.name, m.name, {}) for m in registry.available() if m.kind == "trained"]
+    runs += [(f"{sweep.name}-k{k}", sweep.name, {"k": k}) for k in cfg["fig5"]["k"] if k != sweep.defaults.get("k")]
+    pairs = train_pairs(cfg)
+    jobs = []
+    for run, name, extra in runs:
+        method, options, settings = method_setup(name, cfg, extra)
+        per_epoch = math.ceil(pairs / settings["batch_size"])
+        epochs = settings["epochs_constant"] + settings["epochs_decay"]
+        jobs.append(Job(run, name, options, settings, pairs, epochs * per_epoch))
+    return jobs
+
+
+def probe_data(folder: Path, size: int, pairs: int = 4) -> Path:
+    """A crop cache of ``pairs`` synthetic camera-shake pairs of ``size`` x ``size`` (made once per folder)."""
+    from benchmark.data import build_crop_cache, gopro_pairs
+    from benchmark.synthetic import synthesise_gopro
+
+    cache = folder / f"cache-{size}"
+    if not cache.exists():
+        root = folder / f"gopro-{size}"
+        synthesise_gopro(root, seed=0, train_pairs=pairs, test_pairs=2, size=size, n_subframes=5)
+        build_crop_cache(gopro_pairs(root, "train"), cache)
+    return cache
+
+
+def peak_memory_mb(device: Any) -> float:
+    """Peak memory: allocated on the GPU since the last reset, or this process's peak RSS on the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def probe(job: Job, device: Any, seconds: float, workdir: Path, *, precision: str | None = None,
+          compile: bool = False, warmup_iterations: int = 2, data_size: int | None = None) -> dict[str, Any]:
+    """Time ``job``'s training iteration with the one training loop: ``warmup_iterations`` first
+    (cudnn autotuning, compilation, the allocator), then as many as fit in ``seconds``. The time is
+    the loop's own clock over the measured iterations, the device read at the end included.
+    The VGG19 of a perceptual loss is randomly initialised (same cost as the ImageNet weights)."""
+    import torch
+
+    from benchmark import registry
+    from benchmark.data import CropSampler
+    from benchmark.train import Trainer
+
+    method = registry.get(job.method)
+    settings = {**job.settings, "perceptual_weights": "random", "quiet": True, "epochs_constant": 10**6,
+                "epochs_decay": 0, "log_every": 10**9, "checkpoint_every": 10**9, "compile": compile}
+    if precision is not None:
+        settings["precision"] = precision
+    cache = probe_data(workdir, data_size or settings["crop"])
+    sampler = CropSampler(cache, crop=settings["crop"], seed=settings["seed"])
+    with tempfile.TemporaryDirectory(dir=workdir) as out:
+        trainer = Trainer(method, job.options, settings, sampler, Path(out), device)
+        trainer.run(stop_after=warmup_iterations)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+        done, clock = trainer.iteration, trainer.wall_seconds
+        trainer.run(resume=True, time_limit=seconds)
+        n, elapsed = trainer.iteration - done, trainer.wall_seconds - clock
+        return {"run": job.run, "method": job.method, "precision": trainer.speed["precision"],
+                "compiled": trainer.speed.get("compiled", "none"), "crop": settings["crop"],
+                "batch_size": settings["batch_size"], "iterations": n, "seconds": elapsed,
+                "ms_per_iteration": 1000 * elapsed / n, "iterations_per_second": n / elapsed,
+                "peak_memory_mb": peak_memory_mb(device)}
+
+
+def schedule_wall(hours: Sequence[float], gpus: int) -> float:
+    """Wall time of independent jobs on ``gpus`` GPUs, longest first onto the GPU free first."""
+    ends = [0.0] * gpus
+    for h in sorted(hours, reverse=True):
+        i = ends.index(min(ends))
+        ends[i] += h
+    return max(ends, default=0.0)
+
+
+def estimate(jobs: Sequence[Job], ms_per_iteration: Mapping[str, float]) -> dict[str, Any]:
+    """Each job's GPU-hours (iterations x time per iteration) and the trainings' wall time on 1, 4, 8 GPUs.
+    A job without its own measurement is left out of the walls and named in ``unmeasured``."""
+    rows, unmeasured = [], []
+    for job in jobs:
+        ms = ms_per_iteration.get(job.run)
+        if ms is None:
+            unmeasured.append(job.run)
+        rows.append({"run": job.run, "method": job.method, "iterations": job.iterations,
+                     "crop": job.settings["crop"], "batch_size": job.settings["batch_size"],
+                     "ms_per_iteration": ms, "hours": None if ms is None else job.iterations * ms / 3.6e6})
+    hours = [r["hours"] for r in rows if r["hours"] is not None]
+    return {"jobs": rows, "gpu_hours": sum(hours), "unmeasured": unmeasured,
+            "wall_hours": {str(n): schedule_wall(hours, n) for n in GPU_COUNTS}}
+
+
+def latest_gpu_check(where: Path) -> Path | None:
+    """The newest ``gpu_check*.json`` in a folder (or the file itself)."""
+    if where.is_file():
+        return where
+    found = sorted(where.glob("gpu_check*.json"), key=lambda p: p.stat().st_mtime) if where.is_dir() else []
+    return found[-1] if found else None
+
+
+def measured_times(record: Mapping[str, Any], precision: str) -> dict[str, float]:
+    """run -> ms per iteration from a gpu_check JSON, at ``precision`` (uncompiled)."""
+    return {t["run"]: t["ms_per_iteration"] for t in record["training"]
+            if t["precision"] == precision and t["compiled"] == "none"}
+
+
+def probe_times(jobs: Sequence[Job], device: Any, seconds: float, workdir: Path) -> dict[str, float]:
+    """run -> ms per iteration, each job probed for ``seconds`` (its profile's precision)."""
+    times = {}
+    for job in jobs:
+        times[job.run] = probe(job, device, seconds, workdir, warmup_iterations=1)["ms_per_iteration"]
+    return times
+
+
+def format_plan(profile: str, plan: Mapping[str, Any], source: str) -> str:
+    """The plan as a Markdown table and the wall-time lines (CPU-hours where a CPU was measured)."""
+    unit = "CPU" if plan.get("measured_on") == "cpu" else "GPU"
+    lines = [f"Training plan of profile `{profile}` (time per iteration: {source})", "",
+             f"| run | iterations | crop | batch | ms / iteration | {unit}-hours |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in plan["jobs"]:
+        ms = "not measured" if r["ms_per_iteration"] is None else f"{r['ms_per_iteration']:.1f}"
+        hours = "–" if r["hours"] is None else f"{r['hours']:.2f}"
+        lines.append(f"| {r['run']} | {r['iterations']:,} | {r['crop']} | {r['batch_size']} | {ms} | {hours} |")
+    if len(plan["unmeasured"]) == len(plan["jobs"]):
+        return "\n".join(lines)
+    lines += ["", f"Total: {plan['gpu_hours']:.2f} {unit}-hours. Wall time of the trainings (longest first, "
+                  f"on the {unit} free first): " + ", ".join(f"{n} {unit}{'s' if n > 1 else ''}: "
+                                                     f"{plan['wall_hours'][str(n)]:.2f} h" for n in GPU_COUNTS)]
+    if plan["unmeasured"]:
+        lines.append(f"Not measured, left out of the totals: {', '.join(plan['unmeasured'])}.")
+    return "\n".join(lines)
+
+
+def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: float | None,
+              device: Any, workdir: Path | None = None) -> tuple[dict[str, Any], str]:
+    """(plan, where its times come from): the gpu_check JSON unless a probe is asked for or none exists."""
+    jobs = training_jobs(cfg)
+    precision = cfg["train"].get("precision", "fp32")
+    record_path = latest_gpu_check(gpu_check) if gpu_check is not None and probe_seconds is None else None
+    if probe_seconds == 0:  # the jobs and their iterations only
+        return estimate(jobs, {}), "not measured (--probe-seconds 0)"
+    if record_path is not None:
+        record = json.loads(record_path.read_text())
+        times = measured_times(record, precision)
+        measured_on = record["hardware"]["device"]
+        source = (f"{record_path}, measured on {record['hardware'].get('gpu') or record['hardware']['cpu']} "
+                  f"({precision})")
+    else:
+        seconds = probe_seconds if probe_seconds is not None else 60.0
+        per_job = max(seconds / len(jobs), 0.5)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            times = probe_times(jobs, device, per_job, Path(tmp))
+        from benchmark.timing import hardware
+
+        where, measured_on = hardware(device), device.type
+        source = (f"a {time.perf_counter() - started:.0f} s probe on this machine "
+                  f"({where.get('gpu') or where['cpu']}, {device.type}, {precision}, {per_job:.1f} s per job)")
+    return estimate(jobs, times) | {"measured_on": "cpu" if measured_on == "cpu" else "gpu"}, source

@@ -1,0 +1,105 @@
+"""`deblurbench plan` and benchmarks/gpu_check.py (issue 11 sections 4-5)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmark.cli import main
+from benchmark.plan import estimate, schedule_wall, training_jobs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _paper():
+    return yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+
+
+def test_paper_profile_jobs_are_the_dags_trainings():
+    jobs = {j.run: j for j in training_jobs(_paper())}
+    assert sorted(jobs) == sorted(["msr2b", "res2net", "resnet", "deblurgan", "deepdeblur", "nafnet", "sun", "msr2b-k1",
+                                   "msr2b-k3", "msr2b-k5", "msr2b-k7", "msr2b-k11"])
+    assert jobs["msr2b"].iterations == 300 * 2103 == 630_900
+    assert jobs["deepdeblur"].iterations == 300 * 132  # batch 16: ceil(2103 / 16) iterations an epoch
+    assert jobs["msr2b-k3"].options["k"] == 3 and jobs["deblurgan"].settings["epochs_constant"] == 150
+
+
+def test_wall_time_places_the_longest_job_first_on_the_gpu_free_first():
+    assert schedule_wall([5, 1, 1, 1, 1, 1], 1) == 10
+    assert schedule_wall([5, 1, 1, 1, 1, 1], 2) == 5
+    assert schedule_wall([3, 3, 2, 2, 2], 2) == 7  # greedy longest-first, not the optimum (6)
+    assert schedule_wall([], 4) == 0
+
+
+def test_estimate_and_plan_from_a_gpu_check_json(tmp_path, capsys):
+    jobs = training_jobs(_paper())
+    plan = estimate(jobs, {"msr2b": 25.0, "sun": 10.0})
+    row = {r["run"]: r for r in plan["jobs"]}
+    assert row["msr2b"]["hours"] == pytest.approx(630_900 * 25 / 3.6e6)  # 4.38 h
+    assert "deblurgan" in plan["unmeasured"] and plan["wall_hours"]["8"] == pytest.approx(row["msr2b"]["hours"])
+
+    record = {"hardware": {"device": "cuda", "gpu": "Test GPU", "cpu": "x"},
+              "training": [{"run": j.run, "precision": "fp32", "compiled": "none", "ms_per_iteration": 20.0}
+                           for j in jobs] + [{"run": "msr2b", "precision": "bf16", "compiled": "none",
+                                              "ms_per_iteration": 1.0}]}
+    (tmp_path / "gpu_check-1.json").write_text(json.dumps(record))
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(REPO / "config" / "paper.yaml"), "--gpu-check", str(tmp_path),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Test GPU" in printed and "| msr2b | 630,900 | 256 | 1 | 20.0 | 3.50 |" in printed
+    saved = json.loads(out.read_text())
+    assert saved["wall_hours"]["1"] == pytest.approx(saved["gpu_hours"]) and not saved["unmeasured"]
+
+
+def test_plan_refuses_a_file_that_is_not_a_profile(tmp_path, capsys):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("train: {}\n")
+    assert main(["plan", "--config", str(bad)]) == 2
+    assert "not a profile" in capsys.readouterr().err
+
+
+def test_gpu_check_tiny_runs_every_path_through_the_training_loop(tmp_path, monkeypatch):
+    import benchmark.train as train
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    steps = []
+    real_step = train.Trainer.step
+    monkeypatch.setattr(train.Trainer, "step", lambda self: steps.append(self.method.name) or real_step(self))
+    assert gpu_check.main(["--tiny", "--out", str(tmp_path)]) == 0
+    record = json.loads(next(tmp_path.glob("gpu_check-*-tiny.json")).read_text())
+    assert {"msr2b", "res2net", "resnet", "deblurgan", "deepdeblur", "sun"} <= set(steps)  # the one loop
+    trained = {(t["run"], t["precision"]) for t in record["training"]}
+    assert {(n, p) for n in gpu_check.NETWORKS for p in ("fp32", "bf16")} <= trained
+    assert all(t["ms_per_iteration"] > 0 and t["peak_memory_mb"] > 0 for t in record["training"])
+    assert [r["method"] for r in record["inference"]] == list(gpu_check.NETWORKS)
+    assert all(r["median_s"] > 0 and r["median_s_bf16"] > 0 for r in record["inference"])
+    walls = record["estimate"]["wall_hours"]
+    assert walls["8"] <= walls["4"] <= walls["1"] == pytest.approx(record["estimate"]["gpu_hours"])
+    series = record["gan"]["series"]
+    assert series[0]["iteration"] == 0 and len(series) >= 2 and series[-1]["iteration"] > 0
+    assert "GAN learning check" in next(tmp_path.glob("gpu_check-*-tiny.md")).read_text()
+
+
+def test_plan_probes_this_machine_when_asked(tmp_path, capsys):
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg["methods"] |= {"msr2b": {"k": 1, "width": 8}, "res2net": {"k": 1, "width": 8}, "resnet": {"k": 1, "width": 8},
+                       "deblurgan": {"ngf": 8, "n_blocks": 1}, "deepdeblur": {"features": 8, "blocks": 1}}
+    cfg["train"]["n_critic"] = 1
+    cfg["fig5"]["k"] = [1]
+    path = tmp_path / "smoke.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(path), "--probe-seconds", "1", "--device", "cpu", "--out", str(out)]) == 0
+    assert "probe on this machine" in capsys.readouterr().out
+    plan = json.loads(out.read_text())
+    assert not plan["unmeasured"] and all(r["ms_per_iteration"] > 0 for r in plan["jobs"])
+    assert [r["iterations"] for r in plan["jobs"]][0] == 2  # smoke: 1 epoch of 2 pairs, batch 1
+    assert main(["plan", "--config", str(path), "--probe-seconds", "0"]) == 0
+    assert "not measured" in capsys.readouterr().out
