@@ -181,9 +181,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _validation_set(data: Path, blur_folder: str, n: int) -> list[tuple[Any, Any]]:
-    from benchmark.data import gopro_pairs, read_image
+    from benchmark.data import gopro_pairs, read_image, spread_over_scenes
 
-    pairs = gopro_pairs(data, "test", blur_folder)[:n] if n > 0 else []
+    pairs = spread_over_scenes(gopro_pairs(data, "test", blur_folder), n) if n > 0 else []
     return [(read_image(p.blurred), read_image(p.sharp)) for p in pairs]
 
 
