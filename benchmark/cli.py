@@ -220,7 +220,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     weights = trainer.run(resume=args.resume, stop_after=args.stop_after)
     write_run_info(args.out / "run.json", {
         "method": method.name, "options": options, "settings": settings, "device": str(device),
-        "iterations": trainer.iteration, "total_iterations": trainer.total_iters,
+        "iterations": trainer.iteration, "total_iterations": trainer.total_iters, "training_pairs": len(sampler),
         "wall_seconds": trainer.wall_seconds, "this_call_seconds": time.perf_counter() - started,
     })
     if trainer.iteration < trainer.total_iters:

@@ -99,7 +99,8 @@ def draw_comparison(panels: Sequence[tuple[str, np.ndarray]], box: tuple[int, in
     y, x, s = box
     cols = min(len(panels), PANELS_PER_ROW)
     pairs = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(2 * pairs, cols, figsize=(PANEL_INCHES * cols, 3.9 * pairs), squeeze=False)
+    fig, axes = plt.subplots(2 * pairs, cols, figsize=(PANEL_INCHES * cols, 3.9 * pairs), squeeze=False,
+                             layout="constrained")  # room for two-line labels between the pairs of rows
     for ax in axes.flat:
         ax.set_axis_off()
     for i, (label, image) in enumerate(panels):

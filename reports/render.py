@@ -90,7 +90,8 @@ def training_lines(progress: list[Mapping[str, Any]]) -> list[str]:
     """The banner's account of how far each network trained, against the paper's 630,900 iterations."""
     if not progress:
         return []
-    parts = [f"{r['run']} {int(r['iterations']):,} iterations of batch {int(r['batch_size'])} "
+    parts = [f"{r['run']} {int(r['iterations']):,} iteration{'' if int(r['iterations']) == 1 else 's'} of batch "
+             f"{int(r['batch_size'])} "
              f"({100 * float(r['fraction_of_paper']):.2g}%)" for r in progress]
     return [f"Training length: the paper trains each network for {PAPER_ITERATIONS:,} iterations (300 epochs of "
             f"2103 GOPRO crops, batch 1); this run trained " + ", ".join(parts) + " (percentages count crops seen)."]

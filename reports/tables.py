@@ -7,6 +7,7 @@ Table values are means over test images; differences come with a paired bootstra
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -58,15 +59,24 @@ def training_progress(results: Path) -> pd.DataFrame:
         settings = info.get("settings", {})
         batch = int(settings.get("batch_size", 1))
         iterations = int(info.get("iterations", 0))
+        crops = crops_seen(iterations, batch, info.get("training_pairs"))
         rows.append({"run": info_path.parent.name, "method": info.get("method", info_path.parent.name),
                      "iterations": iterations, "total_iterations": info.get("total_iterations"),
-                     "batch_size": batch, "crop": settings.get("crop"), "crops_seen": iterations * batch,
-                     "paper_iterations": PAPER_ITERATIONS,
-                     "fraction_of_paper": iterations * batch / PAPER_ITERATIONS,
+                     "batch_size": batch, "crop": settings.get("crop"), "crops_seen": crops,
+                     "paper_iterations": PAPER_ITERATIONS, "fraction_of_paper": crops / PAPER_ITERATIONS,
                      **{k: settings.get(k, "") for k in ("gp_reduction", "perceptual_reduction", "critic_batches")}})
     return pd.DataFrame(rows, columns=["run", "method", "iterations", "total_iterations", "batch_size", "crop",
                                        "crops_seen", "paper_iterations", "fraction_of_paper", "gp_reduction",
                                        "perceptual_reduction", "critic_batches"])
+
+
+def crops_seen(iterations: int, batch: int, pairs: int | None) -> int:
+    """Training crops behind ``iterations`` batches: a batch never spans two epochs, so the last batch of
+    an epoch is short when ``batch`` does not divide the number of pairs (unknown: every batch full)."""
+    if not pairs:
+        return iterations * batch
+    per_epoch = math.ceil(pairs / batch)
+    return iterations // per_epoch * pairs + min(iterations % per_epoch * batch, pairs)
 
 
 def _iterations(progress: pd.DataFrame, method: str) -> float:

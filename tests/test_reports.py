@@ -103,6 +103,12 @@ def test_table2_aggregates_marks_and_compares_times_only_at_the_papers_size(resu
     assert np.isnan(t2.loc["pan", "gopro_psnr"])  # no scores written: no number invented
 
 
+def test_crops_seen_count_the_short_last_batch_of_each_epoch():
+    assert tables.crops_seen(7, 16, 12) == 7 * 12  # 12 pairs in batches of 16: one short batch per epoch
+    assert tables.crops_seen(5, 4, 10) == 10 + 4 + 4  # batches of 4, 4, 2 per epoch: one epoch, two batches
+    assert tables.crops_seen(5, 4, None) == 20
+
+
 def test_training_progress_counts_crops_against_the_papers_iterations(results):
     progress = tables.training_progress(results).set_index("run")
     assert tables.PAPER_ITERATIONS == 630_900
