@@ -63,7 +63,7 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
         raise ValueError(f"gp_reduction must be one of {', '.join(GP_REDUCTIONS)}, not {reduction!r}")
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    scores = critic(x_hat).flatten(1)
+    scores = critic(x_hat).reshape(x_hat.shape[0], -1)  # a critic may give one value or a map per sample
     # samples are independent, so summing the per-sample values over the batch leaves each gradient alone
     per_sample = scores.sum(dim=1) if reduction == "sum" else scores.mean(dim=1)
     (grad,) = torch.autograd.grad(per_sample.sum(), x_hat, create_graph=True)
