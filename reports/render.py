@@ -86,13 +86,19 @@ def pipeline_note(cfg: Mapping[str, Any]) -> str | None:
             "they show that every step runs, not whether the paper's results reproduce.")
 
 
+def percent(fraction: float) -> str:
+    """100% or 42% for a large share, two significant digits (0.0032%) for a small one."""
+    value = 100 * fraction
+    return f"{value:.0f}%" if value >= 10 else f"{value:.2g}%"
+
+
 def training_lines(progress: list[Mapping[str, Any]]) -> list[str]:
     """The banner's account of how far each network trained, against the paper's 630,900 iterations."""
     if not progress:
         return []
     parts = [f"{r['run']} {int(r['iterations']):,} iteration{'' if int(r['iterations']) == 1 else 's'} of batch "
              f"{int(r['batch_size'])} "
-             f"({100 * float(r['fraction_of_paper']):.2g}%)" for r in progress]
+             f"({percent(float(r['fraction_of_paper']))})" for r in progress]
     return [f"Training length: the paper trains each network for {PAPER_ITERATIONS:,} iterations (300 epochs of "
             f"2103 GOPRO crops, batch 1); this run trained " + ", ".join(parts) + " (percentages count crops seen)."]
 
@@ -280,6 +286,7 @@ def render_report(results: Path, config: Path, out: Path) -> None:
         "images": {p.stem: _embed(p) for p in sorted(figures.glob("*.png"))},
         "csvs": sorted(p.name for p in tables.glob("*.csv")),
         "fmt": _fmt,
+        "percent": percent,
     }
     env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)

@@ -116,6 +116,7 @@ def test_training_progress_counts_crops_against_the_papers_iterations(results):
     assert progress.loc["msr2b", "fraction_of_paper"] == pytest.approx(120 / 630_900)
     line = render.training_lines(progress.reset_index().to_dict("records"))[0]
     assert "630,900" in line and "deepdeblur 8 iterations of batch 16" in line
+    assert [render.percent(f) for f in (1.0, 0.5, 120 / 630_900)] == ["100%", "50%", "0.019%"]
 
 
 # -- the banner and the first line, from hand-written configurations -------------------------------------
