@@ -110,7 +110,9 @@ register(Method(
     training=Training(content_loss=WeightedPerceptual, build_critic=lambda options: NLayerCritic()),
     defaults={"ngf": 64, "n_blocks": 9, "dropout": 0.5, "lr": 1e-4, "betas": [0.5, 0.999], "eps": 1e-8,
               "lr_final": 0.0, "n_critic": 5, "gp_weight": 10.0, "content_weight": 100.0,
-              "perceptual_normalize": False, "batch_size": 1, "crop": 256},
+              "perceptual_normalize": False, "batch_size": 1, "crop": 256,
+              # the official loop's conventions, whatever the profile sets for the paper's network
+              "gp_reduction": "sum", "perceptual_reduction": "chw", "critic_batches": "same"},
     deviations=(
         "Trained by this suite's loop on this profile's data and schedule (the paper profile uses the "
         "official 150 + 150 epochs); the official code resizes GOPRO frames to 640x360 before cropping, "

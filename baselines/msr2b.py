@@ -24,7 +24,8 @@ class WeightedPerceptual(nn.Module):
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__()
         self.weight = float(options["content_weight"])
-        self.perceptual = PerceptualLoss(options["perceptual_weights"], normalize=options["perceptual_normalize"])
+        self.perceptual = PerceptualLoss(options["perceptual_weights"], normalize=options["perceptual_normalize"],
+                                         reduction=options.get("perceptual_reduction", "chw"))
 
     def forward(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
         return self.weight * self.perceptual(restored, sharp)

@@ -359,7 +359,8 @@ KERNEL_DEFAULTS: dict[str, Any] = {
 
 register(Method(
     name="pan",
-    display_name="Pan et al. [24]",
+    # a stand-in, and its label says so (issue 14): not the robust-outlier method of [24]
+    display_name="Pan et al. [24] stand-in: L0 kernel estimation without the dark channel, robust IRLS deconvolution",
     kind="classical",
     paper_row="Pan et al. [24]",
     summary="Blind uniform-kernel deconvolution: Pan's L0 intensity + gradient kernel estimation "

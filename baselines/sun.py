@@ -217,7 +217,8 @@ def restore(model: nn.Module, blurred: np.ndarray, options: Mapping[str, Any]) -
 
 register(Method(
     name="sun",
-    display_name="Sun et al. [10]",
+    # a stand-in for the deconvolution, and its label says so (issue 14)
+    display_name="Sun et al. [10] stand-in: their patch CNN and MRF motion field, IRLS deconvolution instead of EPLL",
     kind="trained",
     summary="Sun et al. (CVPR 2015): a patch CNN over 73 linear motion kernels, extended to 361 by image "
             "rotations, an MRF-smoothed motion field and a tile-wise non-uniform deconvolution.",

@@ -169,9 +169,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _validation_set(data: Path, blur_folder: str, n: int) -> list[tuple[Any, Any]]:
-    from benchmark.data import gopro_pairs, read_image
+    from benchmark.data import gopro_pairs, read_image, spread_over_scenes
 
-    pairs = gopro_pairs(data, "test", blur_folder)[:n] if n > 0 else []
+    pairs = spread_over_scenes(gopro_pairs(data, "test", blur_folder), n) if n > 0 else []
     return [(read_image(p.blurred), read_image(p.sharp)) for p in pairs]
 
 
@@ -212,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           extend=args.extend or bool(settings.get("extend", False)))
     write_run_info(args.out / "run.json", {
         "method": method.name, "options": options, "settings": settings, "device": str(device),
-        "iterations": trainer.iteration, "total_iterations": trainer.total_iters,
+        "iterations": trainer.iteration, "total_iterations": trainer.total_iters, "training_pairs": len(sampler),
         "iterations_run": trainer.iterations_run, "resumed_from": trainer.resumed_from,
         "run_hash": trainer.run_hash, "not_resumed_because": trainer.restart_reason,
         "extended_from": trainer.extensions or None,

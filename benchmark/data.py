@@ -211,6 +211,23 @@ def gopro_pairs(root: str | os.PathLike[str], split: str, blur_folder: str = "bl
     return pairs
 
 
+def spread_over_scenes(pairs: Sequence[Pair], n: int) -> list[Pair]:
+    """``n`` of ``pairs`` taken evenly from every scene (sequence): the scenes take turns, one pair each,
+    until ``n`` are chosen, and each scene's share is spread evenly over its frames. The first ``n`` of the
+    GOPRO test split would all come from its first scene (GOPR0384_11_00 holds 100 pairs)."""
+    scenes: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        scenes.setdefault(pair.seq, []).append(pair)
+    counts = dict.fromkeys(scenes, 0)
+    n = min(max(n, 0), len(pairs))
+    while sum(counts.values()) < n:
+        for seq, members in scenes.items():
+            if counts[seq] < len(members) and sum(counts.values()) < n:
+                counts[seq] += 1
+    return [members[int((j + 0.5) * len(members) / counts[seq])]
+            for seq, members in scenes.items() for j in range(counts[seq])]
+
+
 # -- Köhler ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KohlerItem:

@@ -351,7 +351,8 @@ class Trainer:
     def critic_step(self, sharp: torch.Tensor, restored: torch.Tensor) -> dict[str, Any]:
         with self.autocast():
             if self.method.training.adversarial == "wgan-gp":
-                loss, stats = critic_loss(self._critic_fp32, sharp, restored.detach(), self.settings["gp_weight"])
+                loss, stats = critic_loss(self._critic_fp32, sharp, restored.detach(), self.settings["gp_weight"],
+                                          self.settings.get("gp_reduction", "sum"))
             else:
                 loss, stats = bce_discriminator_loss(self._critic_fp32, sharp, restored)
         self.opt_d.zero_grad(set_to_none=True)
@@ -380,18 +381,31 @@ class Trainer:
         self.opt_g.step()
         return stats
 
-    def step(self) -> dict[str, Any]:
-        """One iteration, as in DeblurGAN: one batch and one generator forward pass, ``n_critic``
-        critic updates on that restored batch, then one generator update. The statistics stay on
-        the device (0-d tensors; "" where a loss does not apply): nothing here waits for the device."""
-        blurred, sharp = self.batch()
+    def _generate(self, blurred: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The generator's output (fp32, as the losses see it) and its finest scale (what the critic judges)."""
         with self.autocast():
             output = self._g(blurred)
-        # the losses see fp32 images (under bf16 the generator's outputs are cast back)
+        # under bf16 the generator's outputs are cast back
         output = [o.float() for o in output] if isinstance(output, list | tuple) else output.float()
-        finest = output[-1] if isinstance(output, list) else output  # what the critic judges
+        return output, output[-1] if isinstance(output, list) else output
+
+    def step(self) -> dict[str, Any]:
+        """One iteration. ``critic_batches: same`` (DeblurGAN): one batch and one generator forward pass,
+        ``n_critic`` critic updates on that restored batch, then one generator update on it. ``fresh``
+        (WGAN-GP's Algorithm 1): each critic update on a batch of its own, restored without gradients,
+        then the generator update on one more batch. The statistics stay on the device (0-d tensors;
+        "" where a loss does not apply): nothing here waits for the device."""
+        fresh = self.critic is not None and self.settings.get("critic_batches", "same") == "fresh"
         stats: dict[str, Any] = {}
-        if self.critic is not None:
+        if fresh:
+            for _ in range(self.settings["n_critic"]):
+                blurred, sharp = self.batch()
+                with torch.no_grad():
+                    _, finest = self._generate(blurred)
+                stats = self.critic_step(sharp, finest)
+        blurred, sharp = self.batch()
+        output, finest = self._generate(blurred)
+        if self.critic is not None and not fresh:
             for _ in range(self.settings["n_critic"]):
                 stats = self.critic_step(sharp, finest)
         return stats | self.generator_step(output, finest, sharp)
@@ -657,11 +671,13 @@ def _truncate_log(path: Path, iteration: int) -> None:
     os.replace(tmp, path)
 
 
-# How long, on what sizes and how observed a run is belongs to the profile (quick and smoke shrink every
-# method alike; the paper profile sets each method's own schedule and batch under `methods:`); how a
-# method trains (lr, betas, loss weights, critic steps) belongs to the method's defaults.
-PROFILE_KEYS = frozenset({"epochs_constant", "epochs_decay", "batch_size", "crop", "seed", "val_every",
-                          "log_every", "checkpoint_every", "perceptual_weights"})
+# How long and how observed a run is belongs to the profile (quick and smoke shrink every method alike;
+# the paper profile sets each method's own schedule under `methods:`); how a method trains (lr, betas,
+# loss weights, critic steps, and its own batch size and crop, e.g. DeepDeblur's 16 / 256) belongs to the
+# method's defaults. A profile whose images cannot hold a method's crop overrides it on purpose under
+# `methods: {name: {train: ...}}`; run.json records, and the report shows, what each run used.
+PROFILE_KEYS = frozenset({"epochs_constant", "epochs_decay", "seed", "val_every", "log_every", "checkpoint_every",
+                          "perceptual_weights"})
 
 
 def train_settings(train_cfg: Mapping[str, Any], method: Method, overrides: Mapping[str, Any] | None) -> dict:

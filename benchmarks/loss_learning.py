@@ -70,6 +70,10 @@ def main() -> None:
                         help="feed VGG [-1, 1] unnormalised (DeblurGAN) instead of ImageNet-normalised")
     parser.add_argument("--zero-mean-conv1", action="store_true",
                         help="experiment: zero-mean conv1_1 kernels in the random VGG19")
+    parser.add_argument("--gp-reduction", choices=("sum", "mean"), default=None,
+                        help="D(x) in the gradient penalty: the patch map's sum or mean (default: the quick profile's)")
+    parser.add_argument("--critic-batches", choices=("same", "fresh"), default=None,
+                        help="critic steps on the generator's batch or on fresh ones (default: the quick profile's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("results/benchmarks/loss_learning"))
     args = parser.parse_args()
@@ -88,7 +92,8 @@ def main() -> None:
     method = method_for(args.block, args.loss)
     settings = train_settings(yaml.safe_load(QUICK.read_text())["train"], method, {
         "crop": args.crop, "batch_size": args.batch_size, "perceptual_weights": args.vgg,
-        "perceptual_normalize": not args.raw_vgg_input})
+        "perceptual_normalize": not args.raw_vgg_input,
+        **{k: v for k, v in (("gp_reduction", args.gp_reduction), ("critic_batches", args.critic_batches)) if v}})
     options = method.options()
     sampler = CropSampler(cache, settings["crop"], settings["seed"])
     trainer = Trainer(method, options, settings, sampler, args.work / "run", torch.device("cpu"))  # never checkpoints
@@ -109,6 +114,7 @@ def main() -> None:
         return f"{score:.2f} dB ({score - baseline:+.2f}); change vs input: rms {rms:.2f}, low-pass {low:.2f}"
 
     print(f"{args.loss}, {args.block}, crop {args.crop}, batch {args.batch_size}, "
+          f"gp_reduction {settings['gp_reduction']}, critic_batches {settings['critic_batches']}, "
           f"blur {args.max_translation:g} px: blurred input {baseline:.2f} dB", flush=True)
     start, next_eval = time.perf_counter(), args.every
     while time.perf_counter() - start < args.seconds:

@@ -2,6 +2,9 @@
 
 L_D = mean D(G(B)) - mean D(S) + mu * GP;  L_G = -mean D(G(B)) + lambda * L_pers, where L_pers is the
 MSE between VGG19 ``features[:15]`` (conv3_3 before its ReLU) of the sharp and restored images.
+
+Two reductions the paper leaves to the reader are named options (SPEC section 4):
+``gp_reduction`` (:data:`GP_REDUCTIONS`) and ``perceptual_reduction`` (:data:`PERCEPTUAL_REDUCTIONS`).
 """
 
 from __future__ import annotations
@@ -34,27 +37,47 @@ def vgg19_head() -> nn.Sequential:
             layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=True)]
             channels = item
     return nn.Sequential(*layers[:VGG19_LAYERS])
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+# What D(x) is when the gradient penalty differentiates it: ``sum`` of the critic's patch map
+# (DeblurGAN's code, ``grad(outputs=D(x_hat), grad_outputs=ones)``) or its ``mean`` (the paper's D, "the
+# average probability value of all the patches"). ``sum`` = P x ``mean`` for a map of P patches, so the
+# penalty pins ||grad mean D|| to 1/P instead of 1 (P = 900 for a 256x256 crop).
+GP_REDUCTIONS = ("sum", "mean")
+# L_pers: ``chw`` = MSE, the mean over channels and pixels (DeblurGAN's nn.MSELoss); ``hw`` = Eq. 12,
+# the squared feature-vector distance summed over channels and averaged over the W x H positions only.
+# ``hw`` = C x ``chw`` (C = 256 at conv3_3): lambda under ``chw`` equals lambda / 256 under ``hw``.
+PERCEPTUAL_REDUCTIONS = ("chw", "hw")
+
+
+def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     reduction: str = "sum") -> torch.Tensor:
     """WGAN-GP: mean over samples of (||grad D(x_hat)|| - 1)^2, one alpha per sample, the norm over all
-    of a sample's dimensions, x_hat = alpha * real + (1 - alpha) * fake."""
+    of a sample's dimensions, x_hat = alpha * real + (1 - alpha) * fake; D(x_hat) is the ``sum`` or the
+    ``mean`` of each sample's patch map (:data:`GP_REDUCTIONS`)."""
+    if reduction not in GP_REDUCTIONS:
+        raise ValueError(f"gp_reduction must be one of {', '.join(GP_REDUCTIONS)}, not {reduction!r}")
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    scores = critic(x_hat).reshape(x_hat.shape[0], -1)  # a critic may give one value or a map per sample
+    # samples are independent, so summing the per-sample values over the batch leaves each gradient alone
+    per_sample = scores.sum(dim=1) if reduction == "sum" else scores.mean(dim=1)
+    (grad,) = torch.autograd.grad(per_sample.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def critic_loss(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                gp_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+                gp_weight: float, gp_reduction: str = "sum") -> tuple[torch.Tensor, dict[str, float]]:
     """mean D(fake) - mean D(real) + gp_weight * GP, with ``fake`` detached here.
 
     The stats hold the Wasserstein estimate mean D(real) - mean D(fake) and the unweighted penalty."""
     fake = fake.detach()
     wasserstein_estimate = critic(real).mean() - critic(fake).mean()
-    gp = gradient_penalty(critic, real, fake)
+    gp = gradient_penalty(critic, real, fake, gp_reduction)
     loss = -wasserstein_estimate + gp_weight * gp
     return loss, {"wasserstein_estimate": wasserstein_estimate.detach(), "gradient_penalty": gp.detach()}
 
@@ -141,14 +164,18 @@ class PerceptualLoss(nn.Module):
 
     Inputs are in [-1, 1]. ``normalize=True`` maps them to [0, 1] and applies ImageNet mean/std (what
     the torchvision weights expect); ``normalize=False`` feeds [-1, 1] unchanged, as DeblurGAN did.
+    ``reduction`` is ``chw`` (MSE) or ``hw`` (Eq. 12, C times larger; :data:`PERCEPTUAL_REDUCTIONS`).
     The in-place ReLUs inside the slice never touch its output, which ends at a conv.
     """
 
     def __init__(self, weights: str = "imagenet", normalize: bool = True, seed: int = 0,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, reduction: str = "chw") -> None:
         super().__init__()
+        if reduction not in PERCEPTUAL_REDUCTIONS:
+            raise ValueError(f"perceptual_reduction must be one of {', '.join(PERCEPTUAL_REDUCTIONS)}, "
+                             f"not {reduction!r}")
         self.features = load_vgg19_features(weights, seed, cache_dir)
-        self.normalize = normalize
+        self.normalize, self.reduction = normalize, reduction
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -163,4 +190,5 @@ class PerceptualLoss(nn.Module):
     def forward(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target = self.features(self._prepare(sharp))
-        return F.mse_loss(self.features(self._prepare(restored)), target)
+        squared = (self.features(self._prepare(restored)) - target) ** 2
+        return squared.mean() if self.reduction == "chw" else squared.sum(dim=1).mean()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,9 +16,14 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmark import registry  # noqa: E402
-from benchmark.data import gopro_pairs, kohler_items, read_image  # noqa: E402
+from benchmark.data import gopro_pairs, kohler_items, read_image, spread_over_scenes  # noqa: E402
 
 DPI = 90
+# Panels per row of a comparison figure, and inches per panel: at 90 dpi six panels are about 1000 px wide, so
+# the figure is not scaled down in a 1180 px page and its wrapped labels never run into each other.
+PANELS_PER_ROW = 6
+PANEL_INCHES = 1.85
+LABEL_CHARS = 20
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -79,16 +86,31 @@ def zoom_box(sharp: np.ndarray, size: int) -> tuple[int, int, int]:
     return int(y), int(x), size
 
 
+def panel_label(display_name: str) -> str:
+    """A figure label: the row's name up to its explanation (a stand-in's label explains itself in the
+    tables), wrapped to :data:`LABEL_CHARS` per line."""
+    return textwrap.fill(display_name.partition(":")[0].strip(), LABEL_CHARS)
+
+
 def draw_comparison(panels: Sequence[tuple[str, np.ndarray]], box: tuple[int, int, int], title: str,
                     path: Path) -> None:
+    """Each panel's whole image (zoom window outlined) above the window at full resolution, at most
+    :data:`PANELS_PER_ROW` panels side by side; more panels continue on further pairs of rows."""
     y, x, s = box
-    fig, axes = plt.subplots(2, len(panels), figsize=(1.7 * len(panels), 3.6), squeeze=False)
-    for col, (label, image) in enumerate(panels):
-        axes[0, col].imshow(image)
-        axes[0, col].add_patch(plt.Rectangle((x, y), s, s, fill=False, ec="yellow", lw=1.2))
-        axes[0, col].set_title(label, fontsize=9)
-        axes[1, col].imshow(image[y:y + s, x:x + s], interpolation="nearest")
-        for ax in axes[:, col]:
+    cols = min(len(panels), PANELS_PER_ROW)
+    pairs = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(2 * pairs, cols, figsize=(PANEL_INCHES * cols, 3.9 * pairs), squeeze=False,
+                             layout="constrained")  # room for two-line labels between the pairs of rows
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, (label, image) in enumerate(panels):
+        top, bottom = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        top.imshow(image)
+        top.add_patch(plt.Rectangle((x, y), s, s, fill=False, ec="yellow", lw=1.2))
+        top.set_title(label, fontsize=9)
+        bottom.imshow(image[y:y + s, x:x + s], interpolation="nearest")
+        for ax in (top, bottom):
+            ax.set_axis_on()
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(title, fontsize=10)
@@ -101,14 +123,14 @@ def draw_visuals(results: Path, cfg: dict, out: Path) -> list[str]:
     gopro_root = data / "gopro" if data else Path(cfg["data"]["gopro"]["root"])
     kohler_root = data / "kohler" if data else Path(cfg["data"]["kohler"]["root"])
     n = cfg["report"]["figure_images"]
-    available = {m.name: m.display_name for m in registry.available()}
+    available = {m.name: panel_label(m.display_name) for m in registry.available()}
     figures = {
         "fig6": ("gopro", ["resnet", "res2net", "msr2b"], "Fig. 6: residual blocks on the GOPRO test split"),
         "fig7": ("gopro", ["deepdeblur", "deblurgan", "msr2b"], "Fig. 7: comparison on the GOPRO test split"),
         "fig8": ("kohler", ["deepdeblur", "deblurgan", "msr2b"], "Fig. 8: comparison on the Köhler test set"),
         "all_methods": ("gopro", list(available), "Every registered method on the GOPRO test split"),
     }
-    pairs = gopro_pairs(gopro_root, "test", cfg["data"]["blur_folder"])[:n]
+    pairs = spread_over_scenes(gopro_pairs(gopro_root, "test", cfg["data"]["blur_folder"]), n)
     kohler = kohler_items(kohler_root)[:n]
     written = []
     for name, (dataset, methods, title) in figures.items():

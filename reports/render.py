@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 
 from benchmark import registry
+from reports.tables import PAPER_ITERATIONS
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-image", "pyiqa", "snakemake", "jinja2",
             "matplotlib")
@@ -65,13 +66,57 @@ def profile_deviations(cfg: Mapping[str, Any]) -> list[str]:
     if not tm.get("exclusive", True):
         out.append("Timing: timing jobs ran on one core beside other jobs (timing.exclusive: false), so the times "
                    "include contention.")
+    if t.get("gp_reduction", "sum") == "sum":
+        out.append("Gradient penalty: on the gradient of the critic map's sum (DeblurGAN's code, "
+                   "gp_reduction: sum), not of the patch average that the paper calls D; see the reproduction notes.")
+    if t.get("perceptual_reduction", "chw") == "chw":
+        out.append(f"Perceptual loss: MSE over C x H x W (perceptual_reduction: chw), not Eq. 12's 1/(W x H); "
+                   f"lambda = {t['content_weight']:g} here is lambda = {t['content_weight'] / 256:.3g} in Eq. 12's "
+                   "scale (256 channels at conv3_3).")
     return out
+
+
+def pipeline_note(cfg: Mapping[str, Any]) -> str | None:
+    """The first line under the title when the run cannot test the paper's numbers (quick, smoke)."""
+    reasons = []
+    if cfg["data"]["source"] == "synthetic":
+        reasons.append("synthetic data instead of GOPRO and Köhler")
+    epochs = cfg["train"]["epochs_constant"] + cfg["train"]["epochs_decay"]
+    if epochs < PAPER_TRAIN["epochs_constant"] + PAPER_TRAIN["epochs_decay"]:
+        reasons.append(f"{epochs} training epoch{'s' if epochs != 1 else ''} instead of 300")
+    if not reasons:
+        return None
+    return (f"The numbers in this report test the pipeline, not the paper ({'; '.join(reasons)}): "
+            "they show that every step runs, not whether the paper's results reproduce.")
+
+
+def percent(fraction: float) -> str:
+    """100% or 42% for a large share, two significant digits (0.0032%) for a small one."""
+    value = 100 * fraction
+    return f"{value:.0f}%" if value >= 10 else f"{value:.2g}%"
+
+
+def training_lines(progress: list[Mapping[str, Any]]) -> list[str]:
+    """The banner's account of how far each network trained, against the paper's 630,900 iterations."""
+    if not progress:
+        return []
+    parts = [f"{r['run']} {int(r['iterations']):,} iteration{'' if int(r['iterations']) == 1 else 's'} of batch "
+             f"{int(r['batch_size'])} "
+             f"({percent(float(r['fraction_of_paper']))})" for r in progress]
+    return [f"Training length: the paper trains each network for {PAPER_ITERATIONS:,} iterations (300 epochs of "
+            f"2103 GOPRO crops, batch 1); this run trained " + ", ".join(parts) + " (percentages count crops seen)."]
+
+
+def _options(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A method's options as this run's configuration sets them (its ``train`` overrides aside)."""
+    return registry.get(name).options({k: v for k, v in cfg["methods"].get(name, {}).items() if k != "train"})
 
 
 def reproduction_notes(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
     """SPEC section 4's readings of what the paper leaves open, with the values used in this run."""
     t, main = cfg["train"], registry.get(cfg["fig5"]["method"])
-    options = main.options({k: v for k, v in cfg["methods"].get(main.name, {}).items() if k != "train"})
+    options = _options(cfg, main.name)
+    gp, pr, cb = t.get("gp_reduction", "sum"), t.get("perceptual_reduction", "chw"), t.get("critic_batches", "same")
     return [
         ("Generator body", f"k = {options['k']} {options['block'].upper()} blocks of 256 channels, group width "
                            f"w = {options['width']}; no normalisation (the paper removes IN)."),
@@ -86,20 +131,44 @@ def reproduction_notes(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
                    "own 30x30 output; the output size is followed. The critic sees the image alone."),
         ("Losses", f"L_G = -mean D(G(B)) + {t['content_weight']} x L_pers; L_D = mean D(G(B)) - mean D(S) + "
                    f"{t['gp_weight']} x GP (one alpha per sample, gradient norm over the whole sample)."),
-        ("Perceptual loss", f"MSE of VGG19 features[:15] (conv3_3 before ReLU), weights = {t['perceptual_weights']}, "
-                            f"ImageNet-normalised input = {t['perceptual_normalize']}."),
-        ("Critic steps", f"{t['n_critic']} critic steps per generator step (DeblurGAN; the paper is silent)."),
+        ("Part B's last ReLU", "Part B's output is ReLU(K_b([W0, W1, W2])); Eq. 7 has no ReLU after K_b. The suite "
+                               "keeps it (SPEC section 4), reading the paper's 'each convolutional layer is followed "
+                               "by a ReLU'; it is not a configuration option."),
+        ("Gradient penalty D(x)", f"gp_reduction = {gp}. The paper defines D as the average over the "
+                                  "critic's patches; DeblurGAN's code differentiates the map's sum, P times larger "
+                                  "for P patches (900 at 256x256), which pins the patch average's gradient norm to "
+                                  "1/P instead of 1 and so weakens the adversarial term against lambda x L_pers by "
+                                  "up to P. Default sum: mu = 10 and lambda = 100 are DeblurGAN's values, tuned "
+                                  "under its sum, and the paper copies them without code of its own; mean is the "
+                                  "literal reading (option gp_reduction: mean)."),
+        ("Perceptual loss", f"VGG19 features[:15] (conv3_3 before ReLU), weights = {t['perceptual_weights']}, "
+                            f"ImageNet-normalised input = {t['perceptual_normalize']}; perceptual_reduction = "
+                            f"{pr}: chw is the MSE over C x H x W (DeblurGAN's nn.MSELoss), hw "
+                            "is Eq. 12's 1/(W x H) sum, 256 times larger at conv3_3. Under chw, lambda = "
+                            f"{t['content_weight']:g} is Eq. 12's lambda = {t['content_weight'] / 256:.3g}; Eq. 12 "
+                            f"with lambda = {t['content_weight']:g} is lambda = {256 * t['content_weight']:g} under "
+                            "chw. Default chw, for the same reason as the penalty's sum."),
+        ("Critic steps", f"{t['n_critic']} critic steps per generator step (DeblurGAN; the paper is silent); "
+                         f"critic_batches = {cb}: same = every critic step on the generator step's "
+                         "batch (DeblurGAN's loop, the default), fresh = each critic step on a batch of its own "
+                         "and the generator step on one more (WGAN-GP's Algorithm 1). DeblurGAN's row keeps its "
+                         "official sum / chw / same whatever this profile sets."),
         ("Optimiser", f"Adam lr {t['lr']}, betas {tuple(t['betas'])}, eps {t['eps']} for both networks."),
         ("Schedule", f"{t['epochs_constant']} epochs constant + {t['epochs_decay']} epochs linear decay to "
                      f"{t['lr_final']}; one epoch = one random {t['crop']}x{t['crop']} crop of each training pair; "
                      f"batch {t['batch_size']}; random flips {'on' if t.get('random_flip') else 'off'}."),
         ("GOPRO input", f"`{cfg['data']['blur_folder']}` folder (linear CRF average by default)."),
         ("NAFNet test-time pooling", "option local = "
-         f"{registry.get('nafnet').options(cfg['methods'].get('nafnet', {}))['local']} for the retrained NAFNet and "
+         f"{_options(cfg, 'nafnet')['local']} for the retrained NAFNet and "
          "true for the authors' releases (the official GoPro test's NAFNetLocal: channel-attention means over "
          "1.5 x the training size around each pixel, TLC); local = false is plain NAFNet's global pool."),
         ("Fig. 5", f"k in {cfg['fig5']['k']}; (a) PSNR on {cfg['data']['validation_images']} test images every "
-                   f"{t['val_every']} epoch(s), (b) the last of those values against parameter count."),
+                   f"{t['val_every']} epoch(s), taken evenly from every test scene (the scenes take turns, each "
+                   "share spread over the scene's frames; the first images of the split would all be one scene), "
+                   "(b) the last of those values against parameter count."),
+        ("Batch and crop", f"the profile's batch {t['batch_size']} and crop {t['crop']} unless a method brings its "
+                           "own (DeepDeblur: 16 / 256) or the profile overrides it under methods; what each run "
+                           "used is in the training table."),
         ("Metrics", "restored images quantised to uint8 (round, clip) before scoring; PSNR on RGB, peak 255, mean "
                     "over images; the headline SSIM is the `matlab` variant, the others are in the metric protocol "
                     "table; Köhler as eval_image.m: the deblurred image scaled by least squares onto each frame, "
@@ -170,10 +239,15 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _cells(row: Mapping[str, Any], metric: str, digits: int) -> dict[str, str]:
+def _cells(row: Mapping[str, Any], metric: str, digits: int) -> dict[str, Any]:
     paper, ours, delta = row.get(f"paper_{metric}"), row.get(metric), row.get(f"delta_{metric}")
     sign = "" if delta is None or (isinstance(delta, float) and math.isnan(delta)) else ("+" if delta >= 0 else "")
-    return {"paper": _fmt(paper, digits), "ours": _fmt(ours, digits), "delta": sign + _fmt(delta, digits)}
+    return {"paper": _fmt(paper, digits), "ours": _fmt(ours, digits), "delta": sign + _fmt(delta, digits),
+            "below": bool(row.get(f"below_input_{metric}"))}
+
+
+def _iterations(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{int(value):,}"
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -191,13 +265,14 @@ def render_report(results: Path, config: Path, out: Path) -> None:
     for csv_file in tables.glob("*.csv"):
         shutil.copyfile(csv_file, out.parent / csv_file.name)
 
-    table1 = [{**r, "psnr": _cells(r, "gopro_psnr", 2), "ssim": _cells(r, "gopro_ssim", 3)}
-              for r in _records(tables / "table1.csv")]
+    table1 = [{**r, "psnr": _cells(r, "gopro_psnr", 2), "ssim": _cells(r, "gopro_ssim", 3),
+               "trained": _iterations(r.get("iterations"))} for r in _records(tables / "table1.csv")]
     table2 = [{**r, **{m: _cells(r, m, 3 if "ssim" in m else 2)
                        for m in ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim", "time_s")},
                "published": {"psnr": _fmt(r.get("published_gopro_psnr"), 2),
-                             "ssim": _fmt(r.get("published_gopro_ssim"), 4), "source": r.get("published_source") or ""}}
-              for r in _records(tables / "table2.csv")]
+                             "ssim": _fmt(r.get("published_gopro_ssim"), 4), "source": r.get("published_source") or ""},
+               "trained": _iterations(r.get("iterations"))} for r in _records(tables / "table2.csv")]
+    progress = _records(tables / "training.csv")
     timing = _records(tables / "complexity.csv")
     hardware = {k: timing[0][k] for k in ("device", "cpu", "gpu") if timing and timing[0].get(k)}
     methods = [{"name": m.name, "display_name": m.display_name, "kind": m.kind, "summary": m.summary,
@@ -213,7 +288,10 @@ def render_report(results: Path, config: Path, out: Path) -> None:
         "hardware": hardware,
         "stages": stage_times(results),
         "datasets": dataset_record(results, cfg),
-        "deviations": profile_deviations(cfg),
+        "pipeline_note": pipeline_note(cfg),
+        "deviations": training_lines(progress) + profile_deviations(cfg),
+        "training": progress,
+        "paper_iterations": PAPER_ITERATIONS,
         "notes": reproduction_notes(cfg),
         "table1": table1,
         "table1_diff": _records(tables / "table1_differences.csv"),
@@ -226,6 +304,7 @@ def render_report(results: Path, config: Path, out: Path) -> None:
         "images": {p.stem: _embed(p) for p in sorted(figures.glob("*.png"))},
         "csvs": sorted(p.name for p in tables.glob("*.csv")),
         "fmt": _fmt,
+        "percent": percent,
     }
     env = jinja2.Environment(loader=jinja2.PackageLoader("reports", "templates"),
                              autoescape=jinja2.select_autoescape(["html"]), undefined=jinja2.StrictUndefined)

@@ -7,6 +7,7 @@ Table values are means over test images; differences come with a paired bootstra
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -22,6 +23,11 @@ HEADLINE_SSIM = "ssim_matlab"
 KOHLER_SSIM = "ssim_metrix"  # Table 2's Köhler SSIM: metrix_mux 'SSIM'; 'MSSIM' is in the metric protocol table
 KOHLER_MS_SSIM = "ms_ssim_metrix"
 NOT_IMPLEMENTED = "not yet implemented"
+INPUT = "blurred"  # the identity method: the blurred input scored as if it were a result
+# The paper's training length: 300 epochs of one 256x256 crop of each of GOPRO's 2103 training pairs, batch 1.
+PAPER_ITERATIONS = 300 * 2103
+SCORED = ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim")
+PAPER_TIME_SIZE = "1280x720"  # the size of the paper's inference times (720p GOPRO frames)
 
 
 def paper_numbers() -> pd.DataFrame:
@@ -52,6 +58,51 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> tuple[f
     means = diff[rng.integers(0, diff.size, size=(n, diff.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(diff.mean()), float(low), float(high)
+
+
+def training_progress(results: Path) -> pd.DataFrame:
+    """How far each trained network got, from its ``run.json``: iterations run against its own schedule
+    and against the paper's 630,900, with the batch, crop and loss conventions it used."""
+    rows = []
+    for info_path in sorted((results / "train").glob("*/run.json")):
+        info = json.loads(info_path.read_text())
+        settings = info.get("settings", {})
+        batch = int(settings.get("batch_size", 1))
+        iterations = int(info.get("iterations", 0))
+        crops = crops_seen(iterations, batch, info.get("training_pairs"))
+        rows.append({"run": info_path.parent.name, "method": info.get("method", info_path.parent.name),
+                     "iterations": iterations, "total_iterations": info.get("total_iterations"),
+                     "batch_size": batch, "crop": settings.get("crop"), "crops_seen": crops,
+                     "paper_iterations": PAPER_ITERATIONS, "fraction_of_paper": crops / PAPER_ITERATIONS,
+                     **{k: settings.get(k, "") for k in ("gp_reduction", "perceptual_reduction", "critic_batches")}})
+    return pd.DataFrame(rows, columns=["run", "method", "iterations", "total_iterations", "batch_size", "crop",
+                                       "crops_seen", "paper_iterations", "fraction_of_paper", "gp_reduction",
+                                       "perceptual_reduction", "critic_batches"])
+
+
+def crops_seen(iterations: int, batch: int, pairs: int | None) -> int:
+    """Training crops behind ``iterations`` batches: a batch never spans two epochs, so the last batch of
+    an epoch is short when ``batch`` does not divide the number of pairs (unknown: every batch full)."""
+    if not pairs:
+        return iterations * batch
+    per_epoch = math.ceil(pairs / batch)
+    return iterations // per_epoch * pairs + min(iterations % per_epoch * batch, pairs)
+
+
+def _iterations(progress: pd.DataFrame, method: str) -> float:
+    row = progress[progress.run == method]
+    return float(row.iterations.iloc[0]) if len(row) else np.nan
+
+
+def mark_below_input(frame: pd.DataFrame) -> pd.DataFrame:
+    """``below_input_<metric>``: True where a method scores below the blurred input's row on that metric."""
+    reference = frame[frame.method == INPUT]
+    for metric in SCORED:
+        if metric not in frame:
+            continue
+        base = reference[metric].iloc[0] if len(reference) else np.nan
+        frame[f"below_input_{metric}"] = (frame[metric] < base) & (frame.method != INPUT)
+    return frame
 
 
 def _timing(results: Path, method: str) -> dict[str, Any]:
@@ -93,15 +144,18 @@ def release_rows(results: Path) -> list[dict[str, Any]]:
 def table2(results: Path) -> pd.DataFrame:
     """One row per registered method (retrained by this suite), an "authors' weights" row beside it for
     each of its released models that was scored, the paper's rows that have no implementation yet, and
-    each row's own publication's GOPRO numbers (``published_*``, with their source)."""
+    each row's own publication's GOPRO numbers (``published_*``, with their source). The time's delta
+    against the paper is given only where it was measured at the paper's size (1280x720)."""
     numbers = paper_numbers()
     paper = numbers.query("table == 'table2'")
     published = numbers.query("table == 'published'")
+    progress = training_progress(results)
     rows = []
     for m in registry.available():
         reported = paper[paper.method == m.name].set_index("metric")["value"].to_dict() or dict(m.reference or {})
         row = {"method": m.name, "row": m.display_name, "kind": m.kind, "status": "reproduced",
-               "weights": "retrained" if m.kind == "trained" else "", "base": m.name, **_measured(results, m.name)}
+               "weights": "retrained" if m.kind == "trained" else "", "base": m.name, **_measured(results, m.name),
+               "iterations": _iterations(progress, m.name) if m.kind == "trained" else np.nan}
         for key, value in reported.items():
             row[f"paper_{key}"] = value
         rows.append(row)
@@ -129,13 +183,22 @@ def table2(results: Path) -> pd.DataFrame:
     for metric in ("gopro_psnr", "gopro_ssim"):
         if f"published_{metric}" not in frame:
             frame[f"published_{metric}"] = np.nan
-    return frame
+    if "time_size" in frame:
+        frame.loc[frame.time_size != PAPER_TIME_SIZE, "delta_time_s"] = np.nan
+    return mark_below_input(frame)
 
 
 def table1(results: Path) -> pd.DataFrame:
-    """The block ablation: ResNet, Res2Net and MSR2B generators on the GOPRO test split."""
+    """The block ablation: ResNet, Res2Net and MSR2B generators on the GOPRO test split, after the
+    blurred input's row (the floor a result must clear)."""
     paper = paper_numbers().query("table == 'table1'")
-    rows = []
+    progress = training_progress(results)
+    blurred = read_scores(results, INPUT, "gopro")
+    rows = [{"method": INPUT, "row": "Blurred input (no restoration)",
+             "status": "reproduced" if blurred is not None else NOT_IMPLEMENTED,
+             "gopro_psnr": blurred.psnr.mean() if blurred is not None else np.nan,
+             "gopro_ssim": blurred[HEADLINE_SSIM].mean() if blurred is not None else np.nan,
+             "paper_gopro_psnr": np.nan, "paper_gopro_ssim": np.nan, "iterations": np.nan}]
     for method, group in paper.groupby("method", sort=False):
         published = group.set_index("metric")["value"]
         scores = read_scores(results, method, "gopro")
@@ -143,11 +206,12 @@ def table1(results: Path) -> pd.DataFrame:
                      "status": "reproduced" if scores is not None else NOT_IMPLEMENTED,
                      "gopro_psnr": scores.psnr.mean() if scores is not None else np.nan,
                      "gopro_ssim": scores[HEADLINE_SSIM].mean() if scores is not None else np.nan,
-                     "paper_gopro_psnr": published["gopro_psnr"], "paper_gopro_ssim": published["gopro_ssim"]})
+                     "paper_gopro_psnr": published["gopro_psnr"], "paper_gopro_ssim": published["gopro_ssim"],
+                     "iterations": _iterations(progress, method)})
     frame = pd.DataFrame(rows)
     for metric in ("gopro_psnr", "gopro_ssim"):
         frame[f"delta_{metric}"] = frame[metric] - frame[f"paper_{metric}"]
-    return frame
+    return mark_below_input(frame)
 
 
 def differences(results: Path, base: str, others: list[str], dataset: str, n: int, seed: int) -> pd.DataFrame:
@@ -257,6 +321,7 @@ def write_tables(results: Path, config: Path, out: Path) -> None:
         "metric_protocol.csv": metric_protocol(results),
         "kohler_protocol.csv": kohler_protocol(results),
         "complexity.csv": complexity(results),
+        "training.csv": training_progress(results),
         "fig5a.csv": curves,
         "fig5b.csv": tradeoff,
     }

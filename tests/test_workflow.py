@@ -63,8 +63,8 @@ def test_smoke_report_is_complete(smoke_run):
     assert elapsed < SMOKE_BUDGET_S
     html = (results / "report" / "index.html").read_text()
     table1 = pd.read_csv(results / "report" / "table1.csv")
-    assert len(table1) == 3 and table1.gopro_psnr.notna().all() and table1.gopro_ssim.notna().all()
-    assert set(table1.row) == {"ResNet", "Res2Net", "MSR2B"}
+    assert len(table1) == 4 and table1.gopro_psnr.notna().all() and table1.gopro_ssim.notna().all()
+    assert list(table1.row) == ["Blurred input (no restoration)", "ResNet", "Res2Net", "MSR2B"]
     # Self-contained: every image is embedded, nothing is loaded from elsewhere.
     assert html.count('src="data:image/png;base64,') >= 5
     assert not re.search(r'src="(?!data:)', html)
