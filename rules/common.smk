@@ -44,7 +44,14 @@ def _typed(value):
                 return parse(value)
             except ValueError:
                 pass
-        return yaml.safe_load(value) if value else value
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            return value
+        # Only numbers, booleans and lists are typed: a path such as "a: b" or "dir #1" stays a string.
+        if parsed is None or isinstance(parsed, (bool, int, float, list)):
+            return parsed
+        return value
     return value
 
 
