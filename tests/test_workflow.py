@@ -258,30 +258,32 @@ def test_seeds_give_mean_and_std_in_tables_1_and_2(smoke_run, plugin_env):
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path):
     """SIGKILL a training job of a running workflow, rerun the workflow: bit-identical final weights."""
-    config = ["--config", "profile=smoke", "train={epochs_constant: 40, checkpoint_every: 4, val_every: 100}"]
+    config = ["--config", "profile=smoke", "train={epochs_constant: 4, checkpoint_every: 1, val_every: 100}"]
     target = ["--", "results/smoke/train/resnet/model.pt"]
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
-    ref = snakemake(clean, "--cores", "1", *config, *target)
+    run_dir = tmp_path / "results/smoke/train/resnet"
+    ref = snakemake(tmp_path, "--cores", "1", *config, *target)
     assert ref.returncode == 0, ref.stderr[-3000:]
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(killed), "--cores",
+    reference = torch.load(run_dir / "model.pt", weights_only=True)
+    shutil.rmtree(run_dir)  # the same workflow again from the same data and cache, this time killed
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores",
            "1", *config, *target]
     workflow = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = killed / "results/smoke/train/resnet/checkpoint.pt"
     victim = None
     deadline = time.monotonic() + 300
     while victim is None and workflow.poll() is None and time.monotonic() < deadline:
-        if checkpoint.exists():
-            victim = _train_process(killed)
-        time.sleep(0.1)
+        if (run_dir / "checkpoint.pt").exists():
+            victim = _train_process(tmp_path)
+        time.sleep(0.05)
     assert victim is not None, "the training job finished or never started before it could be killed"
     os.kill(victim, signal.SIGKILL)
     assert workflow.wait(timeout=120) != 0
-    assert not (killed / "results/smoke/train/resnet/model.pt").exists()
-    again = snakemake(killed, "--cores", "1", *config, *target)
+    assert not (run_dir / "model.pt").exists()
+    assert 0 < torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] < 8  # killed mid-way
+    again = snakemake(tmp_path, "--cores", "1", *config, *target)
     assert again.returncode == 0, again.stderr[-3000:]
-    sa = torch.load(clean / "results/smoke/train/resnet/model.pt", weights_only=True)
-    sb = torch.load(killed / "results/smoke/train/resnet/model.pt", weights_only=True)
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    resumed = torch.load(run_dir / "model.pt", weights_only=True)
+    assert reference.keys() == resumed.keys() and all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert json.loads((run_dir / "run.json").read_text())["iterations"] == 8
 
 
 def _train_process(workdir: Path) -> int | None:
