@@ -207,7 +207,7 @@ def _dry_run_jobs(workdir: Path, *config: str, env: dict | None = None) -> set[t
     jobs = set()
     for block in re.split(r"\n(?=rule \w+:)", text):
         head = re.match(r"rule (\w+):", block)
-        if head:
+        if head and head.group(1) != "all":
             wild = re.search(r"^\s+wildcards: (.*)$", block, re.M)
             jobs.add((head.group(1), wild.group(1) if wild else ""))
     return jobs
