@@ -534,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from benchmark import devices
+
+    devices.claim_if_asked()  # a workflow GPU job: its own device, before torch sees any
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

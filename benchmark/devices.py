@@ -1,11 +1,12 @@
 """One GPU per job on a machine with several: a pool of lock files, one per visible device.
 
 Snakemake counts GPU jobs (``--resources gpu=N``) but does not say which device a job gets. A GPU job
-starts through ``python -m benchmark.devices -- COMMAND ...``: it takes the first free slot (an
-exclusive ``flock`` on ``<slot dir>/<device>.lock``), sets ``CUDA_VISIBLE_DEVICES`` to that one device
-and ``DEBLURBENCH_DEVICE`` to its id, and replaces itself with the command (``exec``), which inherits
-the locked file. The kernel drops the lock when that process ends, however it ends, so a crashed or
-SIGKILLed job never leaves a slot taken.
+of the workflow runs ``DEBLURBENCH_GPU_SLOT=1 deblurbench ...``; the command's first act (before torch
+is imported) is to take the first free slot (an exclusive ``flock`` on ``<slot dir>/<device>.lock``),
+set ``CUDA_VISIBLE_DEVICES`` to that one device and ``DEBLURBENCH_DEVICE`` to its id. Any other command
+can be run the same way with ``python -m benchmark.devices -- COMMAND ...`` (which execs the command
+with the locked file inherited). The kernel drops the lock when the holding process ends, however it
+ends, so a crashed or SIGKILLed job never leaves a slot taken.
 
 - Visible devices: ``DEBLURBENCH_VISIBLE_DEVICES`` (for tests), else ``CUDA_VISIBLE_DEVICES``, else
   one per ``/proc/driver/nvidia/gpus/*`` entry (no torch import, so the wrapper costs nothing).
@@ -67,6 +68,29 @@ def acquire(devices: list[str], folder: Path, poll_s: float = 0.5, timeout_s: fl
         time.sleep(poll_s)
 
 
+def claim() -> int | None:
+    """Take a slot for this process (before torch touches CUDA): set ``CUDA_VISIBLE_DEVICES`` and
+    ``DEBLURBENCH_DEVICE``; returns the locked fd (kept open until the process exits), or None."""
+    env = os.environ
+    if env.get("SLURM_JOB_ID"):
+        env[ENV_DEVICE] = env.get("CUDA_VISIBLE_DEVICES", "")
+        return None
+    devices = visible_devices()
+    if not devices:
+        env[ENV_DEVICE] = ""
+        return None
+    device, fd = acquire(devices, slot_dir())
+    env["CUDA_VISIBLE_DEVICES"] = device
+    env[ENV_DEVICE] = device
+    return fd
+
+
+def claim_if_asked() -> None:
+    """``deblurbench`` calls this first: a workflow GPU job sets ``DEBLURBENCH_GPU_SLOT=1`` (rules/common.smk)."""
+    if os.environ.pop("DEBLURBENCH_GPU_SLOT", ""):
+        claim()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
@@ -74,18 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv:
         print("usage: python -m benchmark.devices -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
-    env = os.environ
-    if env.get("SLURM_JOB_ID"):
-        env[ENV_DEVICE] = env.get("CUDA_VISIBLE_DEVICES", "")
-    else:
-        devices = visible_devices()
-        if devices:
-            device, fd = acquire(devices, slot_dir())
-            os.set_inheritable(fd, True)  # the command holds the lock until it exits
-            env["CUDA_VISIBLE_DEVICES"] = device
-            env[ENV_DEVICE] = device
-        else:
-            env[ENV_DEVICE] = ""
+    fd = claim()
+    if fd is not None:
+        os.set_inheritable(fd, True)  # the command holds the lock until it exits
     try:
         os.execvp(argv[0], argv)
     except OSError as err:

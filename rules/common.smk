@@ -13,14 +13,12 @@
 import hashlib
 import json
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
-from benchmark import registry, runs
+from benchmark import devices, registry, runs
 
 
 def _deep_update(base, extra):
@@ -88,7 +86,8 @@ KOHLER_ROOT = f"{R}/data/kohler" if SYNTHETIC else CFG["data"]["kohler"]["root"]
 DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT}
 # What marks the data as usable: the synthesis record, or the verification report of a download.
 DATA_READY = {d: f"{R}/data/synthetic.json" if SYNTHETIC else f"{R}/data/{d}.verified.txt" for d in DATASETS}
-GPU = CFG["device"] == "cuda"
+# Jobs that run a network hold a GPU: on `device: cuda`, and on `auto` where a GPU is visible.
+GPU = CFG["device"] == "cuda" or (CFG["device"] == "auto" and bool(devices.visible_devices()))
 
 
 def write_resolved_config():
@@ -171,7 +170,7 @@ def gpu_jobs(name=None):
 
 def on_gpu(name=None):
     """The command prefix that gives a GPU job its own device (benchmark/devices.py), or nothing."""
-    return f"{shlex.quote(sys.executable)} -m benchmark.devices --" if gpu_jobs(name) else ""
+    return "DEBLURBENCH_GPU_SLOT=1" if gpu_jobs(name) else ""
 
 
 def results_dir(wildcards, output):

@@ -1,6 +1,7 @@
 """The GPU slot pool (benchmark/devices.py) under Snakemake: 4 simulated devices, 6 GPU jobs under
-`--resources gpu=4`. Each fake job records (start, end, device) and sleeps; one is SIGKILLed while it
-holds its slot, and its slot must serve a later job."""
+`--resources gpu=4`, started the way the workflow starts them (`DEBLURBENCH_GPU_SLOT=1`). Each fake job
+records (start, end, device) and sleeps; one is SIGKILLed while it holds its slot, and its slot must
+serve a later job."""
 
 import json
 import os
@@ -14,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 FAKE_JOB = r"""
 import json, os, signal, sys, time
+from benchmark import devices
+devices.claim_if_asked()  # what `deblurbench` does first
 out, name = sys.argv[1], sys.argv[2]
 dev = os.environ["DEBLURBENCH_DEVICE"]
 assert os.environ["CUDA_VISIBLE_DEVICES"] == dev
@@ -36,7 +39,7 @@ rule gpu_job:
     output: "out/job{i}.json"
     priority: lambda w: 10 if w.i == "0" else 0
     resources: gpu=1
-    shell: "{PY:q} -m benchmark.devices -- {PY:q} fake_job.py out job{wildcards.i}"
+    shell: "DEBLURBENCH_GPU_SLOT=1 {PY:q} fake_job.py out job{wildcards.i}"  # as rules/common.smk's on_gpu()
 """
 
 
@@ -102,3 +105,20 @@ def test_six_jobs_on_four_devices_one_crash(tmp_path):
     # The killed job never released its lock itself; a job that started after its death got that device.
     later = [j for j in jobs if j["start"] > crashed["end"]]
     assert crashed["device"] in {j["device"] for j in later}, (crashed, jobs)
+
+
+def test_deblurbench_takes_a_slot_when_the_workflow_asks(monkeypatch, tmp_path, capsys):
+    from benchmark.cli import main
+
+    monkeypatch.setenv("DEBLURBENCH_GPU_SLOT", "1")
+    monkeypatch.setenv("DEBLURBENCH_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setenv("DEBLURBENCH_SLOT_DIR", str(tmp_path))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("DEBLURBENCH_DEVICE", "")  # restored afterwards
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    held, fd = devices.acquire(["3"], tmp_path)  # another job holds device 3
+    assert main(["methods", "--json"]) == 0
+    capsys.readouterr()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == os.environ["DEBLURBENCH_DEVICE"] == "5"
+    assert "DEBLURBENCH_GPU_SLOT" not in os.environ  # not passed on to children
+    os.close(fd)
