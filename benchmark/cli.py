@@ -175,6 +175,22 @@ def _validation_set(data: Path, blur_folder: str, n: int) -> list[tuple[Any, Any
     return [(read_image(p.blurred), read_image(p.sharp)) for p in pairs]
 
 
+def _run_of(args: argparse.Namespace, profile: Mapping[str, Any]) -> Any:
+    """The run to train: ``--run NAME`` from the configuration's plan (benchmark/runs.py), or ``--method``."""
+    from benchmark import runs
+
+    if args.run is None:
+        if args.method is None:
+            raise CliError("name what to train: --run NAME (with --config FILE) or --method NAME")
+        return runs.Run(args.out.name, args.method, profile.get("train", {}).get("seed", 0))
+    if not profile:
+        raise CliError("--run needs --config FILE (the resolved configuration that defines the runs)")
+    plan = runs.plan(profile)
+    if args.run not in plan:
+        raise CliError(f"{args.config}: no run {args.run!r} in this configuration (runs: {', '.join(plan)})")
+    return plan[args.run]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
@@ -186,7 +202,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
     profile = load_profile(args.config)
-    method, options, settings = method_setup(args.method, profile, args.method_config, args.train)
+    run = _run_of(args, profile)
+    method, options, settings = method_setup(run.method, profile, {**run.options, **(args.method_config or {})},
+                                             {**(args.train or {}), **({"seed": run.seed} if args.run else {})})
     if method.kind != "trained":
         raise CliError(f"method {method.name!r} is classical: there is nothing to train")
     missing = [k for k in ("lr", "lr_final", "epochs_constant", "epochs_decay", "batch_size", "crop", "seed")
@@ -211,7 +229,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     weights = trainer.run(resume=args.resume, stop_after=args.stop_after,
                           extend=args.extend or bool(settings.get("extend", False)))
     write_run_info(args.out / "run.json", {
-        "method": method.name, "options": options, "settings": settings, "device": str(device),
+        "run": run.name, "method": method.name, "options": options, "settings": settings, "device": str(device),
+        "device_id": os.environ.get("DEBLURBENCH_DEVICE", ""),
         "iterations": trainer.iteration, "total_iterations": trainer.total_iters, "training_pairs": len(sampler),
         "iterations_run": trainer.iterations_run, "resumed_from": trainer.resumed_from,
         "run_hash": trainer.run_hash, "not_resumed_because": trainer.restart_reason,
@@ -483,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="cache folder to write")
 
     p = add("train", cmd_train, "train a method's network with the one training loop (resumable)")
-    p.add_argument("--method", required=True, help="registered method name (see `deblurbench methods`)")
+    p.add_argument("--method", help="registered method name (see `deblurbench methods`)")
+    p.add_argument("--run", help="a run of --config's plan: method, seed and options (msr2b, msr2b-s1, msr2b-k9)")
     p.add_argument("--data", type=Path, required=True, help="GOPRO-layout root (its test split validates)")
     p.add_argument("--cache", type=Path, required=True, help="crop cache of the train split (`deblurbench cache`)")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoint.pt, model.pt, log.csv, val.csv")
@@ -572,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from benchmark import devices
+
+    devices.claim_if_asked()  # a workflow GPU job: its own device, before torch sees any
     parser = build_parser()
     args = parser.parse_args(argv)
     code = EXIT_ERROR

@@ -242,7 +242,9 @@ def _fmt(value: Any, digits: int = 2) -> str:
 def _cells(row: Mapping[str, Any], metric: str, digits: int) -> dict[str, Any]:
     paper, ours, delta = row.get(f"paper_{metric}"), row.get(metric), row.get(f"delta_{metric}")
     sign = "" if delta is None or (isinstance(delta, float) and math.isnan(delta)) else ("+" if delta >= 0 else "")
-    return {"paper": _fmt(paper, digits), "ours": _fmt(ours, digits), "delta": sign + _fmt(delta, digits),
+    std = row.get(f"{metric}_std")  # over seeds, when the profile has several (reports/tables.py)
+    spread = "" if std is None or (isinstance(std, float) and math.isnan(std)) else f" ± {_fmt(std, digits)}"
+    return {"paper": _fmt(paper, digits), "ours": _fmt(ours, digits) + spread, "delta": sign + _fmt(delta, digits),
             "below": bool(row.get(f"below_input_{metric}"))}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from benchmark import registry
+from benchmark import registry, runs
 
 HEADLINE_SSIM = "ssim_matlab"
 KOHLER_SSIM = "ssim_metrix"  # Table 2's Köhler SSIM: metrix_mux 'SSIM'; 'MSSIM' is in the metric protocol table
@@ -47,6 +48,51 @@ def read_kohler_scores(results: Path, method: str) -> pd.DataFrame | None:
         raise ValueError(f"{results / 'scores' / method / 'kohler.csv'}: no {KOHLER_SSIM} column; it was scored "
                          "before Köhler's protocol was corrected, rerun its score job (snakemake -R score)")
     return scores
+
+
+def read_seed_scores(results: Path, method: str, dataset: str, cfg: Mapping[str, Any] | None) -> pd.DataFrame | None:
+    """A method's per-image scores of every seed, with a ``seed`` column (runs named by benchmark/runs.py)."""
+    read = read_kohler_scores if dataset == "kohler" else partial(read_scores, dataset=dataset)
+    if cfg is None:
+        scores = read(results, method)
+        return None if scores is None else scores.assign(seed=0)
+    frames = [s.assign(seed=seed) for seed, run in runs.seed_runs(method, cfg)
+              if (s := read(results, run)) is not None]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _seed_stats(scores: pd.DataFrame | None, column: str) -> tuple[float, float, int]:
+    """(mean over seeds of the per-seed mean over images, standard deviation over seeds, seeds)."""
+    if scores is None:
+        return np.nan, np.nan, 0
+    per_seed = scores.groupby("seed")[column].mean()
+    return float(per_seed.mean()), float(per_seed.std(ddof=1)) if len(per_seed) > 1 else np.nan, len(per_seed)
+
+
+def seed_values(results: Path, cfg: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Every method's per-seed means (the values behind Tables 1 and 2's mean and std cells)."""
+    rows = []
+    for m in registry.available():
+        for dataset, ssim_col in (("gopro", HEADLINE_SSIM), ("kohler", KOHLER_SSIM)):
+            scores = read_seed_scores(results, m.name, dataset, cfg)
+            if scores is None:
+                continue
+            for seed, group in scores.groupby("seed"):
+                rows.append({"method": m.name, "seed": seed, "dataset": dataset, "psnr": group.psnr.mean(),
+                             "ssim": group[ssim_col].mean(), "images": len(group)})
+    return pd.DataFrame(rows, columns=["method", "seed", "dataset", "psnr", "ssim", "images"])
+
+
+def training_runs(results: Path) -> pd.DataFrame:
+    """Each training run's method, seed, device and iterations, from its run.json."""
+    rows = []
+    for info in sorted((results / "train").glob("*/run.json")):
+        r = json.loads(info.read_text())
+        rows.append({"run": info.parent.name, "method": r.get("method"), "seed": r.get("settings", {}).get("seed"),
+                     "device": r.get("device"), "device_id": r.get("device_id", ""),
+                     "iterations": r.get("iterations"), "total_iterations": r.get("total_iterations")})
+    return pd.DataFrame(rows, columns=["run", "method", "seed", "device", "device_id", "iterations",
+                                       "total_iterations"])
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> tuple[float, float, float]:
@@ -141,7 +187,17 @@ def release_rows(results: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def table2(results: Path) -> pd.DataFrame:
+def _metric_cells(scores: pd.DataFrame | None, prefix: str, ssim_col: str) -> dict[str, Any]:
+    """``<prefix>_psnr`` / ``_ssim``: mean over seeds; ``_std``: standard deviation over seeds (NaN for one)."""
+    out: dict[str, Any] = {}
+    for metric, column in (("psnr", "psnr"), ("ssim", ssim_col)):
+        mean, std, n = _seed_stats(scores, column)
+        out[f"{prefix}_{metric}"], out[f"{prefix}_{metric}_std"] = mean, std
+    out["seeds"] = max(out.get("seeds", 0), n)
+    return out
+
+
+def table2(results: Path, cfg: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One row per registered method (retrained by this suite), an "authors' weights" row beside it for
     each of its released models that was scored, the paper's rows that have no implementation yet, and
     each row's own publication's GOPRO numbers (``published_*``, with their source). The time's delta
@@ -152,9 +208,16 @@ def table2(results: Path) -> pd.DataFrame:
     progress = training_progress(results)
     rows = []
     for m in registry.available():
+        gopro = read_seed_scores(results, m.name, "gopro", cfg)
+        kohler = read_seed_scores(results, m.name, "kohler", cfg)
+        t = _timing(results, m.name)
         reported = paper[paper.method == m.name].set_index("metric")["value"].to_dict() or dict(m.reference or {})
         row = {"method": m.name, "row": m.display_name, "kind": m.kind, "status": "reproduced",
-               "weights": "retrained" if m.kind == "trained" else "", "base": m.name, **_measured(results, m.name),
+               "weights": "retrained" if m.kind == "trained" else "", "base": m.name,
+               **_metric_cells(gopro, "gopro", HEADLINE_SSIM), **_metric_cells(kohler, "kohler", KOHLER_SSIM),
+               "time_s": t.get("median_s", np.nan), "time_size": f"{t.get('width')}x{t.get('height')}" if t else "",
+               "images_gopro": len(gopro[gopro.seed == gopro.seed.iloc[0]]) if gopro is not None else 0,
+               "images_kohler": len(kohler[kohler.seed == kohler.seed.iloc[0]]) if kohler is not None else 0,
                "iterations": _iterations(progress, m.name) if m.kind == "trained" else np.nan}
         for key, value in reported.items():
             row[f"paper_{key}"] = value
@@ -188,7 +251,7 @@ def table2(results: Path) -> pd.DataFrame:
     return mark_below_input(frame)
 
 
-def table1(results: Path) -> pd.DataFrame:
+def table1(results: Path, cfg: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """The block ablation: ResNet, Res2Net and MSR2B generators on the GOPRO test split, after the
     blurred input's row (the floor a result must clear)."""
     paper = paper_numbers().query("table == 'table1'")
@@ -201,11 +264,10 @@ def table1(results: Path) -> pd.DataFrame:
              "paper_gopro_psnr": np.nan, "paper_gopro_ssim": np.nan, "iterations": np.nan}]
     for method, group in paper.groupby("method", sort=False):
         published = group.set_index("metric")["value"]
-        scores = read_scores(results, method, "gopro")
+        scores = read_seed_scores(results, method, "gopro", cfg)
         rows.append({"method": method, "row": group.row.iloc[0],
                      "status": "reproduced" if scores is not None else NOT_IMPLEMENTED,
-                     "gopro_psnr": scores.psnr.mean() if scores is not None else np.nan,
-                     "gopro_ssim": scores[HEADLINE_SSIM].mean() if scores is not None else np.nan,
+                     **_metric_cells(scores, "gopro", HEADLINE_SSIM),
                      "paper_gopro_psnr": published["gopro_psnr"], "paper_gopro_ssim": published["gopro_ssim"],
                      "iterations": _iterations(progress, method)})
     frame = pd.DataFrame(rows)
@@ -214,16 +276,22 @@ def table1(results: Path) -> pd.DataFrame:
     return mark_below_input(frame)
 
 
-def differences(results: Path, base: str, others: list[str], dataset: str, n: int, seed: int) -> pd.DataFrame:
-    """``base`` minus each other method, per metric, with a paired bootstrap 95% CI over images."""
+def differences(results: Path, base: str, others: list[str], dataset: str, n: int, seed: int,
+                cfg: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """``base`` minus each other method, per metric, with a paired bootstrap 95% CI over images.
+
+    With several seeds, an image of seed s of ``base`` is paired with the same image of seed s of the
+    other method (a classical method, which has no seed, pairs with every seed)."""
     rows = []
-    a = read_scores(results, base, dataset)
+    a = read_seed_scores(results, base, dataset, cfg)
     ssim_col = HEADLINE_SSIM if dataset.startswith("gopro") else KOHLER_SSIM
     for other in others:
-        b = read_scores(results, other, dataset)
+        b = read_seed_scores(results, other, dataset, cfg)
         if a is None or b is None:
             continue
-        merged = a.merge(b, on="image", suffixes=("_a", "_b"))
+        seeded = registry.get(other).kind == "trained" and registry.get(base).kind == "trained"
+        merged = a.merge(b.drop(columns="seed") if not seeded else b, on=["seed", "image"] if seeded else "image",
+                         suffixes=("_a", "_b"))
         for metric in ("psnr", ssim_col):
             mean, low, high = paired_bootstrap(merged[f"{metric}_a"], merged[f"{metric}_b"], n, seed)
             rows.append({"dataset": dataset, "a": base, "b": other, "metric": metric, "difference": mean,
@@ -313,11 +381,13 @@ def write_tables(results: Path, config: Path, out: Path) -> None:
     others = [m.name for m in registry.available() if m.name != main]
     curves, tradeoff = fig5(results, cfg)
     products = {
-        "table1.csv": table1(results),
-        "table2.csv": table2(results),
-        "table1_differences.csv": differences(results, main, ["resnet", "res2net"], "gopro", n, seed),
-        "table2_differences.csv": pd.concat([differences(results, main, others, d, n, seed)
+        "table1.csv": table1(results, cfg),
+        "table2.csv": table2(results, cfg),
+        "table1_differences.csv": differences(results, main, ["resnet", "res2net"], "gopro", n, seed, cfg),
+        "table2_differences.csv": pd.concat([differences(results, main, others, d, n, seed, cfg)
                                              for d in ("gopro", "kohler")]),
+        "seed_values.csv": seed_values(results, cfg),
+        "training_runs.csv": training_runs(results),
         "metric_protocol.csv": metric_protocol(results),
         "kohler_protocol.csv": kohler_protocol(results),
         "complexity.csv": complexity(results),

@@ -1,13 +1,24 @@
 # Helpers shared by the rules: load the profile, apply overrides, validate, and map wildcards to
-# the method registry. No rule logic lives here beyond picking inputs and parameters.
-import copy
+# the method registry and the training runs. No rule logic lives here beyond picking inputs and
+# parameters. Parsing the workflow writes nothing (`--lint` and `-n` create no files): the resolved
+# configuration is written by `write_resolved_config`, called from `onstart` (which runs only when jobs
+# are about to run).
+#
+# How configuration reaches a job: a job reads the resolved file `{R}/config.yaml` and picks its own
+# section (`--config FILE --run RUN`, `--method NAME`); values that do go on a command line (paths,
+# URLs, names) are quoted with `:q` (shlex) so nothing from the configuration is ever run by the shell.
+# Because the resolved file is not a tracked input (it would rerun every job on any change), each rule
+# carries `params.cfg`: a hash of exactly the sections it reads, so a changed value reruns the jobs
+# that read it and no others.
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
-from benchmark import registry
+from benchmark import devices, registry, runs
 
 
 def _deep_update(base, extra):
@@ -31,7 +42,14 @@ def _typed(value):
                 return parse(value)
             except ValueError:
                 pass
-        return yaml.safe_load(value) if value else value
+        try:
+            parsed = yaml.safe_load(value) if value else value
+        except yaml.YAMLError:
+            return value
+        # Only numbers, booleans and lists are typed: a path such as "a: b" or "dir #1" stays a string.
+        if parsed is None or isinstance(parsed, (bool, int, float, list)):
+            return parsed
+        return value
     return value
 
 
@@ -54,11 +72,13 @@ def load_config(cli_config):
 CFG = load_config(config)
 PROFILE = CFG["profile"]
 R = f"results/{PROFILE}"
-METHODS = registry.available()
-TRAINED = [m.name for m in METHODS if m.kind == "trained"]
+CONFIG_FILE = f"{R}/config.yaml"
+METHODS = [m.name for m in registry.available()]
+TRAINED = [m.name for m in registry.available() if m.kind == "trained"]
 GAN_SWEEP = CFG["fig5"]["method"]
-SWEEP_RUNS = {f"{GAN_SWEEP}-k{k}": k for k in CFG["fig5"]["k"] if k != registry.get(GAN_SWEEP).defaults.get("k")}
-RUNS = TRAINED + list(SWEEP_RUNS)
+RUNS = runs.plan(CFG)  # every training job: method x seed, plus the Fig. 5 sweep over k
+# Restored and scored: every method (classical once, trained once per seed) and the Fig. 5 runs are not.
+EVALUATED = [name for m in METHODS for _, name in runs.seed_runs(m, CFG)]
 DATASETS = ("gopro", "kohler")
 SYNTHETIC = CFG["data"]["source"] == "synthetic"
 GOPRO_ROOT = f"{R}/data/gopro" if SYNTHETIC else CFG["data"]["gopro"]["root"]
@@ -66,71 +86,121 @@ KOHLER_ROOT = f"{R}/data/kohler" if SYNTHETIC else CFG["data"]["kohler"]["root"]
 DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT}
 # What marks the data as usable: the synthesis record, or the verification report of a download.
 DATA_READY = {d: f"{R}/data/synthetic.json" if SYNTHETIC else f"{R}/data/{d}.verified.txt" for d in DATASETS}
+# Jobs that run a network hold a GPU: on `device: cuda`, and on `auto` where a GPU is visible.
+GPU = CFG["device"] == "cuda" or (CFG["device"] == "auto" and bool(devices.visible_devices()))
 
 
-def _write_resolved(cfg, path):
-    """The merged, validated configuration every `deblurbench` call reads (rewritten only on change)."""
-    path = Path(path)
-    text = yaml.safe_dump(cfg, sort_keys=True)
+def write_resolved_config():
+    """The merged, validated configuration every `deblurbench` call reads (rewritten only on change,
+    so its time stamp means something)."""
+    path = Path(CONFIG_FILE)
+    text = yaml.safe_dump(CFG, sort_keys=True)
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(text)
         tmp.replace(path)
-    return str(path)
 
 
-CONFIG_FILE = _write_resolved(CFG, f"{R}/config.yaml")
+def config_hash(*keys, extra=None):
+    """A short hash of the named configuration sections (dotted keys like "methods.pan"), plus `extra`."""
+    picked = {}
+    for key in keys:
+        value = CFG
+        for part in key.split("."):
+            value = value.get(part, {}) if isinstance(value, dict) else {}
+        picked[key] = value
+    text = json.dumps([picked, extra], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # The ImageNet VGG19 weights are fetched (and their hash checked) before any training that uses them.
 VGG19_READY = [f"{R}/data/vgg19.fetched.json"] if CFG["train"]["perceptual_weights"] == "imagenet" else []
 
 
-def fetch_flags(dataset):
-    """--root, --mirror and --archive for `deblurbench fetch`, from the configuration."""
+def fetch_args(dataset):
+    """--root, --mirror, --archive and --md5 for `deblurbench fetch`, as a list (each quoted by `:q`)."""
     if dataset == "vgg19":
-        return ""
+        return []
     cfg = CFG["data"][dataset]
-    flags = [f"--root {cfg['root']}"] + [f"--mirror {url}" for url in cfg.get("mirrors", [])]
+    args = ["--root", cfg["root"]]
+    for url in cfg.get("mirrors", []):
+        args += ["--mirror", url]
     if cfg.get("archive"):
-        flags.append(f"--archive {cfg['archive']}")
-    flags += [f"--md5 {name}={digest}" for name, digest in sorted(cfg.get("md5", {}).items())]
-    return " ".join(flags)
+        args += ["--archive", cfg["archive"]]
+    for name, digest in sorted(cfg.get("md5", {}).items()):
+        args += ["--md5", f"{name}={digest}"]
+    if "unpack_limit" in cfg:
+        args += ["--unpack-limit", str(cfg["unpack_limit"])]
+    return args
 
 
-def verify_flag(dataset):
-    return "--structure-only" if CFG["data"][dataset].get("verify", "counts") == "structure" else ""
+def verify_args(dataset):
+    return ["--structure-only"] if CFG["data"][dataset].get("verify", "counts") == "structure" else []
 
 
 def method_of(run):
-    return GAN_SWEEP if run in SWEEP_RUNS else run
+    """The registered method behind a run or evaluation name (msr2b-s1, msr2b-k9 -> msr2b)."""
+    return RUNS[run].method if run in RUNS else run
 
 
-def method_config(run):
-    """The configuration one run sees: its method's section, plus k for a Fig. 5 sweep run."""
-    cfg = copy.deepcopy(CFG["methods"].get(method_of(run), {}))
-    if run in SWEEP_RUNS:
-        cfg["k"] = SWEEP_RUNS[run]
-    return json.dumps(cfg, sort_keys=True)
+def run_hash(run):
+    """What defines a training run: its method's section, the train and data sections, the run itself."""
+    r = RUNS[run]
+    return config_hash("train", "data", "device", f"methods.{r.method}", extra=[r.method, r.seed, r.options])
 
 
-def weights_of(method):
-    return f"{R}/train/{method}/model.pt" if method in TRAINED else []
+def weights_of(name):
+    """The weights a restore / time job loads (trained methods only)."""
+    return f"{R}/train/{name}/model.pt" if method_of(name) in TRAINED else []
 
 
-def weights_flag(wildcards, input):
-    return f"--weights {input.weights}" if input.weights else ""
+# Wiener and Richardson-Lucy deconvolve with the kernels Pan's restore estimated (and saved beside its
+# PNGs) instead of estimating them again; a kernel is reused only where the kernel options agree.
+KERNEL_USERS = ("wiener", "richardson-lucy")
 
 
-def test_set_flags(method):
+def pan_kernels(name):
+    return f"{R}/restored/pan" if method_of(name) in KERNEL_USERS and "pan" in METHODS else []
+
+
+def kernels_args(wildcards, input):
+    return ["--kernels", f"{input.kernels}/kernels"] if input.kernels else []
+
+
+def weights_args(wildcards, input):
+    return ["--weights", input.weights] if input.weights else []
+
+
+def test_set_args(name):
     """The test sets a method is restored and scored on; the main model also on GOPRO's blur_gamma."""
-    gamma = " --gamma" if method == GAN_SWEEP else ""
-    return (f"--gopro {GOPRO_ROOT} --blur-folder {CFG['data']['blur_folder']}{gamma} --kohler {KOHLER_ROOT}")
+    gamma = ["--gamma"] if method_of(name) == GAN_SWEEP else []
+    return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT]
 
 
-def device_flag():
-    return f"--device {CFG['device']}"
+def gpu_jobs(name=None):
+    """1 for a job that runs a network on the GPU (restore and time only for trained methods), else 0."""
+    return 1 if GPU and (name is None or method_of(name) in TRAINED) else 0
+
+
+def on_gpu(name=None):
+    """The command prefix that gives a GPU job its own device (benchmark/devices.py), or nothing."""
+    return "DEBLURBENCH_GPU_SLOT=1" if gpu_jobs(name) else ""
+
+
+def results_dir(wildcards, output):
+    """results/<profile>, the folder the aggregation commands read (the parent of their output)."""
+    return str(Path(output[0]).parent)
+
+
+def aggregate_inputs(wildcards):
+    return {
+        "scores": [f"{R}/scores/{name}" for name in EVALUATED],
+        "timing": [f"{R}/timing/{m}.json" for m in METHODS],
+        "runs": [f"{R}/train/{r}/run.json" for r in RUNS],
+        "restored": [f"{R}/restored/{name}" for name in EVALUATED],
+        "releases": release_products(),  # rules/weights.smk
+    }
 
 
 def check_device():

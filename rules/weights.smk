@@ -10,12 +10,15 @@ WEIGHTS_ROOT = WEIGHTS_CFG.get("root", "weights")
 RR = f"{R}/releases"
 
 
-def release_fetch_flags(name):
-    """--root, --mirror and --archive (a local copy) for `deblurbench fetch weights NAME`."""
-    flags = [f"--root {WEIGHTS_ROOT}"] + [f"--mirror {url}" for url in WEIGHTS_CFG.get("mirrors", {}).get(name, [])]
+def release_fetch_args(name):
+    """--root, --mirror and --archive (a local copy) for `deblurbench fetch weights NAME`, as a list
+    (each quoted by `:q`)."""
+    args = ["--root", WEIGHTS_ROOT]
+    for url in WEIGHTS_CFG.get("mirrors", {}).get(name, []):
+        args += ["--mirror", url]
     if WEIGHTS_CFG.get("files", {}).get(name):
-        flags.append(f"--archive {WEIGHTS_CFG['files'][name]}")
-    return " ".join(flags)
+        args += ["--archive", WEIGHTS_CFG["files"][name]]
+    return args
 
 
 def release_options(name):
@@ -34,7 +37,7 @@ rule fetch_weights:
         record=f"{RR}/{{release}}.fetched.json",
         weights=f"{WEIGHTS_ROOT}/{{release}}.safetensors",
     params:
-        flags=lambda w: release_fetch_flags(w.release),
+        args=lambda w: release_fetch_args(w.release),
     wildcard_constraints:
         release="|".join(RELEASES) or "NONE",
     retries: 2
@@ -44,7 +47,8 @@ rule fetch_weights:
     benchmark:
         f"{R}/benchmarks/fetch_weights_{{release}}.tsv"
     shell:
-        "deblurbench fetch weights {wildcards.release} {params.flags} --record {output.record} --quiet > {log} 2>&1"
+        "deblurbench fetch weights {wildcards.release:q} {params.args:q} --record {output.record:q} --quiet "
+        "> {log:q} 2>&1"
 
 
 rule restore_release:
@@ -55,23 +59,26 @@ rule restore_release:
     output:
         directory(f"{RR}/restored/{{release}}"),
     params:
+        config=CONFIG_FILE,
+        cfg=config_hash("device"),
         method=lambda w: _weights.release(w.release).method,
         options=lambda w: release_options(w.release),
-        sets=lambda w: test_set_flags(w.release),
-        device=device_flag(),
+        sets=lambda w: test_set_args(w.release),
+        device=CFG["device"],
+        slot=on_gpu(),
     wildcard_constraints:
         release="|".join(RELEASES) or "NONE",
     threads: CFG["threads"]
     resources:
-        gpu=lambda w: 1 if CFG["device"] == "cuda" else 0,
+        gpu=gpu_jobs(),
     log:
         f"{R}/logs/restore_release_{{release}}.log",
     benchmark:
         f"{R}/benchmarks/restore_release_{{release}}.tsv"
     shell:
-        "deblurbench restore --config {CONFIG_FILE} --method {params.method} --weights {input.weights} "
-        "--options '{params.options}' {params.sets} --out {output} {params.device} --threads {threads} "
-        "--quiet > {log} 2>&1"
+        "{params.slot} deblurbench restore --config {params.config:q} --method {params.method:q} "
+        "--weights {input.weights:q} --options {params.options:q} {params.sets:q} --out {output:q} "
+        "--device {params.device:q} --threads {threads} --quiet > {log:q} 2>&1"
 
 
 rule score_release:
@@ -81,8 +88,8 @@ rule score_release:
     output:
         directory(f"{RR}/scores/{{release}}"),
     params:
-        sets=lambda w: test_set_flags(w.release),
-        cw_ssim="--cw-ssim" if CFG["report"].get("cw_ssim", True) else "",
+        sets=lambda w: test_set_args(w.release),
+        cw_ssim=["--cw-ssim"] if CFG["report"].get("cw_ssim", True) else [],
     wildcard_constraints:
         release="|".join(RELEASES) or "NONE",
     log:
@@ -90,8 +97,8 @@ rule score_release:
     benchmark:
         f"{R}/benchmarks/score_release_{{release}}.tsv"
     shell:
-        "deblurbench score {params.sets} --restored {input.restored} --method authors:{wildcards.release} "
-        "{params.cw_ssim} --out {output} --quiet > {log} 2>&1"
+        "deblurbench score {params.sets:q} --restored {input.restored:q} --method authors:{wildcards.release:q} "
+        "{params.cw_ssim:q} --out {output:q} --quiet > {log:q} 2>&1"
 
 
 rule time_release:
@@ -100,18 +107,22 @@ rule time_release:
     output:
         f"{RR}/timing/{{release}}.json",
     params:
+        config=CONFIG_FILE,
+        cfg=config_hash("timing", "device"),
         method=lambda w: _weights.release(w.release).method,
         options=lambda w: release_options(w.release),
-        device=device_flag(),
+        device=CFG["device"],
+        slot=on_gpu(),
     wildcard_constraints:
         release="|".join(RELEASES) or "NONE",
     threads: workflow.cores if CFG["timing"].get("exclusive", True) else 1
     resources:
-        gpu=lambda w: 1 if CFG["device"] == "cuda" else 0,
+        gpu=gpu_jobs(),
     log:
         f"{R}/logs/time_release_{{release}}.log",
     benchmark:
         f"{R}/benchmarks/time_release_{{release}}.tsv"
     shell:
-        "deblurbench time --config {CONFIG_FILE} --method {params.method} --weights {input.weights} "
-        "--options '{params.options}' {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        "{params.slot} deblurbench time --config {params.config:q} --method {params.method:q} "
+        "--weights {input.weights:q} --options {params.options:q} --device {params.device:q} --threads {threads} "
+        "--out {output:q} > {log:q} 2>&1"

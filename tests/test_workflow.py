@@ -1,9 +1,13 @@
 """The workflow through the `snakemake` command line: the smoke DAG end to end (with a plug-in
-method installed as a separate package), the paper DAG as a dry run, and configuration errors."""
+method installed as a separate package), reruns after configuration changes, seeds, a killed
+training, the paper DAG as a dry run, `--lint`, shell-safe configuration values, and configuration
+errors. No test here asserts a wall time."""
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -11,11 +15,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+import yaml
 
 from benchmark import registry
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE_BUDGET_S = 300  # measured 87-89 s on an idle 2-core machine (target 90 s); CI runs other tests beside it
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -48,19 +53,15 @@ def plugin_env(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, plugin_env):
     workdir = tmp_path_factory.mktemp("smoke")
-    start = time.perf_counter()
     result = snakemake(workdir, "--cores", "2", "--config", "profile=smoke", env=plugin_env)
-    elapsed = time.perf_counter() - start
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in (workdir / "results/smoke/logs").glob("*.log")
                      if "rror" in p.read_text())
     assert result.returncode == 0, f"{result.stderr[-4000:]}\n{logs}"
-    print(f"smoke profile: {elapsed:.1f} s")
-    return workdir / "results" / "smoke", elapsed
+    return workdir / "results" / "smoke", workdir
 
 
 def test_smoke_report_is_complete(smoke_run):
-    results, elapsed = smoke_run
-    assert elapsed < SMOKE_BUDGET_S
+    results, _ = smoke_run
     html = (results / "report" / "index.html").read_text()
     table1 = pd.read_csv(results / "report" / "table1.csv")
     assert len(table1) == 4 and table1.gopro_psnr.notna().all() and table1.gopro_ssim.notna().all()
@@ -117,11 +118,62 @@ def test_report_renders_in_headless_chromium(smoke_run, tmp_path):
     assert dom.returncode == 0 and "Table 2" in dom.stdout and "<table" in dom.stdout
 
 
-def test_nested_overrides_are_typed_and_merged(tmp_path):
-    out = snakemake(tmp_path, "-n", "--config", "profile=smoke", "train={epochs_constant: 3, lr: 2.0e-4}")
+def _created(workdir: Path) -> list[Path]:
+    return [p for p in workdir.rglob("*") if ".snakemake" not in p.parts and not p.is_dir()]
+
+
+def test_nested_overrides_are_typed_and_merged_and_parsing_writes_nothing(tmp_path):
+    override = "train={epochs_constant: 3, lr: 2.0e-4}"
+    out = snakemake(tmp_path, "-n", "--config", "profile=smoke", override)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _created(tmp_path) == []  # a dry run writes nothing, not even the resolved configuration
+    out = snakemake(tmp_path, "--cores", "1", "--config", "profile=smoke", override, "--",
+                    "results/smoke/data/synthetic.json")
     assert out.returncode == 0, out.stderr[-2000:]
     resolved = (tmp_path / "results" / "smoke" / "config.yaml").read_text()
     assert "epochs_constant: 3" in resolved and "lr: 0.0002" in resolved and "n_critic: 5" in resolved
+
+
+LINT_ACCEPTED = {"Specify a conda environment or container for each rule."}  # justified in the Snakefile
+
+
+def test_lint_is_clean_except_the_justified_finding(tmp_path):
+    out = snakemake(tmp_path, "--lint", "--config", "profile=paper")
+    text = out.stdout + out.stderr
+    findings = set(re.findall(r"^    \* (.+?):?$", text, re.M))
+    assert findings and findings <= LINT_ACCEPTED, text[-3000:]
+    assert _created(tmp_path) == []
+
+
+HOSTILE = "odd dir 'q' \"dq\" ;$(touch PWNED) `touch PWNED2`"
+
+
+def test_configuration_values_never_run_in_a_shell(tmp_path):
+    """Paths and URLs holding spaces, quotes, `;`, `$(...)` and backticks: the job works or fails
+    cleanly, and nothing they spell is executed."""
+    from miniature import gopro_zip
+
+    sentinel = tmp_path / "EXECUTED"
+    weird = tmp_path / HOSTILE
+    weird.mkdir()
+    (weird / "GOPRO_Large.zip").write_bytes(gopro_zip())
+    overrides = {"profile": "smoke", "data": {"source": "real",
+        "gopro": {"root": f"{HOSTILE}/GOPRO_Large", "archive": f"{HOSTILE}/GOPRO_Large.zip", "verify": "structure",
+                  "mirrors": [f"http://127.0.0.1:9/x;touch {sentinel};#"]},
+        "kohler": {"root": f"k;touch {sentinel};#", "archive": f"x.zip;touch {sentinel};#",
+                   "mirrors": [f"http://127.0.0.1:9/$(touch {sentinel})"]}}}
+    (tmp_path / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    ok = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "overrides.yaml"), "--",
+                   "results/smoke/data/gopro.verified.txt")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert (weird / "GOPRO_Large" / "train").is_dir()
+    bad = snakemake(tmp_path, "--cores", "1", "--configfile", str(tmp_path / "overrides.yaml"), "--",
+                    "results/smoke/data/kohler.fetched.json")
+    assert bad.returncode != 0
+    log = (tmp_path / "results/smoke/logs/fetch_kohler.log").read_text()
+    assert "x.zip;touch" in log and "Traceback" not in log
+    assert not sentinel.exists()
+    assert not list(tmp_path.rglob("PWNED*"))
 
 
 def test_paper_profile_dry_run_lists_the_full_dag(tmp_path):
@@ -148,3 +200,105 @@ def test_configuration_errors_stop_before_any_job(tmp_path, override, named):
     assert out.returncode != 0
     assert named in out.stderr + out.stdout
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.png"))
+
+
+def _dry_run_jobs(workdir: Path, *config: str, env: dict | None = None) -> set[tuple[str, str]]:
+    out = snakemake(workdir, "-n", "--config", "profile=smoke", *config, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    jobs = set()
+    for block in re.split(r"\n(?=rule \w+:)", text):
+        head = re.match(r"rule (\w+):", block)
+        if head and head.group(1) != "all":
+            wild = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+            jobs.add((head.group(1), wild.group(1) if wild else ""))
+    return jobs
+
+
+def test_changed_report_and_timing_values_rerun_exactly_their_readers(smoke_run, plugin_env):
+    results, workdir = smoke_run
+    assert _dry_run_jobs(workdir, env=plugin_env) == set()  # the finished run is up to date
+    after_bootstrap = _dry_run_jobs(workdir, "report={bootstrap: 300, seed: 0, figure_images: 1, cw_ssim: false}",
+                                    env=plugin_env)
+    assert after_bootstrap == {("tables", ""), ("figures", ""), ("report", "")}
+    after_runs = _dry_run_jobs(workdir, "timing={runs: 11}", env=plugin_env)
+    methods = {m.name for m in registry.available()} | {"unsharp"}
+    assert after_runs == {("time", f"method={m}") for m in methods} | {("tables", ""), ("figures", ""),
+                                                                        ("report", "")}
+
+
+def test_seeds_give_mean_and_std_in_tables_1_and_2(smoke_run, plugin_env):
+    """Last in this module: it adds the seed-1 runs to the shared smoke results."""
+    results, workdir = smoke_run
+    out = snakemake(workdir, "--cores", "2", "--config", "profile=smoke", "seeds=[0, 1]", env=plugin_env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = [m.name for m in registry.available() if m.kind == "trained"]
+    for name in trained:
+        assert (results / "train" / f"{name}-s1" / "model.pt").exists()
+        assert json.loads((results / "train" / f"{name}-s1" / "run.json").read_text())["settings"]["seed"] == 1
+    runs = pd.read_csv(results / "report" / "training_runs.csv")
+    assert set(runs.run) >= set(trained) | {f"{n}-s1" for n in trained}
+    seeds = pd.read_csv(results / "report" / "seed_values.csv")
+    msr2b = seeds[(seeds.method == "msr2b") & (seeds.dataset == "gopro")].set_index("seed")
+    assert sorted(msr2b.index) == [0, 1]
+    table1 = pd.read_csv(results / "report" / "table1.csv").set_index("method")
+    assert (table1.seeds == 2).all() and table1.gopro_psnr_std.notna().all()
+    assert table1.loc["msr2b", "gopro_psnr"] == pytest.approx(msr2b.psnr.mean(), abs=1e-4)
+    assert table1.loc["msr2b", "gopro_psnr_std"] == pytest.approx(msr2b.psnr.std(ddof=1), abs=1e-4)
+    table2 = pd.read_csv(results / "report" / "table2.csv").set_index("method")
+    assert table2.loc[trained, "kohler_psnr_std"].notna().all()
+    assert table2.loc["wiener", "seeds"] == 1 and pd.isna(table2.loc["wiener", "gopro_psnr_std"])
+    html = (results / "report" / "index.html").read_text()
+    start1, start2 = html.index('id="table1"'), html.index('id="table2"')
+    table1_html, table2_html = html[start1:start2], html[start2:]
+    assert re.search(r"\d+\.\d\d ± \d+\.\d\d", table1_html)
+    assert re.search(r"\d+\.\d\d ± \d+\.\d\d", table2_html)
+    diffs = pd.read_csv(results / "report" / "table1_differences.csv")
+    images = len(pd.read_csv(results / "scores" / "msr2b" / "gopro.csv"))
+    assert (diffs.images == 2 * images).all()  # each image paired within each of the two seeds
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL a training job of a running workflow, rerun the workflow: bit-identical final weights."""
+    config = ["--config", "profile=smoke", "train={epochs_constant: 4, checkpoint_every: 1, val_every: 100}"]
+    target = ["--", "results/smoke/train/resnet/model.pt"]
+    run_dir = tmp_path / "results/smoke/train/resnet"
+    ref = snakemake(tmp_path, "--cores", "1", *config, *target)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    reference = torch.load(run_dir / "model.pt", weights_only=True)
+    shutil.rmtree(run_dir)  # the same workflow again from the same data and cache, this time killed
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores",
+           "1", *config, *target]
+    workflow = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = None
+    deadline = time.monotonic() + 300
+    while victim is None and workflow.poll() is None and time.monotonic() < deadline:
+        if (run_dir / "checkpoint.pt").exists():
+            victim = _train_process(tmp_path)
+        time.sleep(0.05)
+    assert victim is not None, "the training job finished or never started before it could be killed"
+    os.kill(victim, signal.SIGKILL)
+    assert workflow.wait(timeout=120) != 0
+    assert not (run_dir / "model.pt").exists()
+    assert 0 < torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] < 8  # killed mid-way
+    again = snakemake(tmp_path, "--cores", "1", *config, *target)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = torch.load(run_dir / "model.pt", weights_only=True)
+    assert reference.keys() == resumed.keys() and all(torch.equal(reference[k], resumed[k]) for k in reference)
+    assert json.loads((run_dir / "run.json").read_text())["iterations"] == 8
+
+
+def _train_process(workdir: Path) -> int | None:
+    """The pid of the `deblurbench train` process whose output folder lies in ``workdir``."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        text = [a.decode(errors="replace") for a in argv]
+        if "train" in text and "--run" in text and Path(cwd) == workdir.resolve():
+            return int(proc.name)
+    return None
