@@ -178,6 +178,11 @@ def test_set_args(name):
     return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT]
 
 
+def cluster_resources(rule):
+    """What a job of `rule` asks a cluster for (`resources:` in the configuration: runtime, mem_mb)."""
+    return CFG.get("resources", {}).get(rule, {})
+
+
 def gpu_jobs(name=None):
     """1 for a job that runs a network on the GPU (restore and time only for trained methods), else 0."""
     return 1 if GPU and (name is None or method_of(name) in TRAINED) else 0

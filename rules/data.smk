@@ -8,6 +8,8 @@ rule synthesise:
         config=CONFIG_FILE,
         cfg=config_hash("data.synthetic"),
         out=lambda w, output: str(Path(output[0]).parent),
+    resources:
+        **cluster_resources("synthesise"),
     log:
         f"{R}/logs/synthesise.log",
     benchmark:
@@ -25,6 +27,8 @@ rule fetch:
         dataset="gopro|kohler|vgg19",
     retries: 2
     localrule: True
+    resources:
+        **cluster_resources("fetch"),
     log:
         f"{R}/logs/fetch_{{dataset}}.log",
     benchmark:
@@ -43,6 +47,8 @@ rule prepare:
         verify=lambda w: verify_args(w.dataset),
     wildcard_constraints:
         dataset="gopro|kohler",
+    resources:
+        **cluster_resources("prepare"),
     log:
         f"{R}/logs/prepare_{{dataset}}.log",
     benchmark:
@@ -60,6 +66,8 @@ rule crop_cache:
     params:
         root=GOPRO_ROOT,
         blur=CFG["data"]["blur_folder"],
+    resources:
+        **cluster_resources("crop_cache"),
     log:
         f"{R}/logs/crop_cache.log",
     benchmark:

@@ -24,6 +24,7 @@ rule restore:
         method="|".join(EVALUATED),
     threads: CFG["threads"]
     resources:
+        **cluster_resources("restore"),
         gpu=lambda w: gpu_jobs(w.method),
     log:
         f"{R}/logs/restore_{{method}}.log",
@@ -47,6 +48,8 @@ rule score:
         cw_ssim=["--cw-ssim"] if CFG["report"].get("cw_ssim", True) else [],
     wildcard_constraints:
         method="|".join(EVALUATED),
+    resources:
+        **cluster_resources("score"),
     log:
         f"{R}/logs/score_{{method}}.log",
     benchmark:
@@ -73,6 +76,7 @@ rule time:
     # (the smoke profile, whose numbers mean nothing, gives that up for speed: timing.exclusive).
     threads: workflow.cores if CFG["timing"].get("exclusive", True) else 1
     resources:
+        **cluster_resources("time"),
         gpu=lambda w: gpu_jobs(w.method),
     log:
         f"{R}/logs/time_{{method}}.log",

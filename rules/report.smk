@@ -12,6 +12,8 @@ rule tables:
         config=CONFIG_FILE,
         cfg=config_hash("report.bootstrap", "report.seed", "fig5", "seeds", "train.seed"),
         results=results_dir,
+    resources:
+        **cluster_resources("tables"),
     log:
         f"{R}/logs/tables.log",
     benchmark:
@@ -30,6 +32,8 @@ rule figures:
         config=CONFIG_FILE,
         cfg=config_hash("data", "report.figure_images", "fig5"),
         results=results_dir,
+    resources:
+        **cluster_resources("figures"),
     log:
         f"{R}/logs/figures.log",
     benchmark:
@@ -49,6 +53,8 @@ rule report:
         # The report shows the whole configuration (banner, notes, the resolved file): all of it.
         cfg=config_hash(*sorted(CFG)),
         results=lambda w, output: str(Path(output[0]).parent.parent),
+    resources:
+        **cluster_resources("report"),
     log:
         f"{R}/logs/report.log",
     shell:

@@ -24,6 +24,7 @@ rule train:
         run="|".join(RUNS) or "NONE",
     threads: CFG["threads"]
     resources:
+        **cluster_resources("train"),
         gpu=lambda w: gpu_jobs(),
     log:
         f"{R}/logs/train_{{run}}.log",

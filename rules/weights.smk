@@ -42,6 +42,8 @@ rule fetch_weights:
         release="|".join(RELEASES) or "NONE",
     retries: 2
     localrule: True
+    resources:
+        **cluster_resources("fetch_weights"),
     log:
         f"{R}/logs/fetch_weights_{{release}}.log",
     benchmark:
@@ -70,6 +72,7 @@ rule restore_release:
         release="|".join(RELEASES) or "NONE",
     threads: CFG["threads"]
     resources:
+        **cluster_resources("restore_release"),
         gpu=gpu_jobs(),
     log:
         f"{R}/logs/restore_release_{{release}}.log",
@@ -92,6 +95,8 @@ rule score_release:
         cw_ssim=["--cw-ssim"] if CFG["report"].get("cw_ssim", True) else [],
     wildcard_constraints:
         release="|".join(RELEASES) or "NONE",
+    resources:
+        **cluster_resources("score_release"),
     log:
         f"{R}/logs/score_release_{{release}}.log",
     benchmark:
@@ -117,6 +122,7 @@ rule time_release:
         release="|".join(RELEASES) or "NONE",
     threads: workflow.cores if CFG["timing"].get("exclusive", True) else 1
     resources:
+        **cluster_resources("time_release"),
         gpu=gpu_jobs(),
     log:
         f"{R}/logs/time_release_{{release}}.log",

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 from miniature import Server, kohler_archives, trainable_gopro_zip
-from test_workflow import snakemake
+from workflow_run import snakemake
 
 SIZES = {
     "device": "cpu",

@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 from miniature import Server, kohler_archives, trainable_gopro_zip
-from test_workflow import snakemake
+from workflow_run import snakemake
 
 from benchmark import registry
 from benchmark.cli import main

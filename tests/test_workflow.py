@@ -17,47 +17,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from workflow_run import REPO, snakemake
 
 from benchmark import registry
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env)
-
-
-def readme_example() -> str:
-    text = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- add-your-method:begin -->\s*```python\n(.*?)```", text, re.S)
-    assert block, "README lost its 'add your method' example"
-    return block.group(1)
-
-
-@pytest.fixture(scope="module")
-def plugin_env(tmp_path_factory) -> dict:
-    """The README's example method, installed as its own package (entry point) into a private folder."""
-    pkg, site = tmp_path_factory.mktemp("pkg"), tmp_path_factory.mktemp("site")
-    (pkg / "my_unsharp.py").write_text(readme_example())
-    (pkg / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "my-unsharp"\nversion = "0.1"\n'
-        '[project.entry-points."deblurbench.methods"]\nunsharp = "my_unsharp"\n'
-        '[tool.setuptools]\npy-modules = ["my_unsharp"]\n')
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(pkg)], check=True, capture_output=True)
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory, plugin_env):
-    workdir = tmp_path_factory.mktemp("smoke")
-    result = snakemake(workdir, "--cores", "2", "--config", "profile=smoke", env=plugin_env)
-    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in (workdir / "results/smoke/logs").glob("*.log")
-                     if "rror" in p.read_text())
-    assert result.returncode == 0, f"{result.stderr[-4000:]}\n{logs}"
-    return workdir / "results" / "smoke", workdir
 
 
 def test_smoke_report_is_complete(smoke_run):
