@@ -19,6 +19,7 @@ import yaml
 from snakemake.utils import validate
 
 from benchmark import devices, registry, runs
+from benchmark import weights as _weights
 
 
 def _deep_update(base, extra):
@@ -217,3 +218,32 @@ def check_device():
             raise WorkflowError(
                 f"profile {PROFILE!r} asks for device: cuda, but torch sees no CUDA device here. Run it on a "
                 "GPU machine, or use --config device=cpu knowingly.")
+
+
+# -- the authors' released weights (rules/weights.smk) ---------------------------------------------
+WEIGHTS_CFG = CFG.get("weights", {"releases": []})
+RELEASES = list(WEIGHTS_CFG["releases"])
+WEIGHTS_ROOT = WEIGHTS_CFG.get("root", "weights")
+RR = f"{R}/releases"
+
+
+def release_fetch_args(name):
+    """--root, --mirror and --archive (a local copy) for `deblurbench fetch weights NAME`, as a list
+    (each quoted by `:q`)."""
+    args = ["--root", WEIGHTS_ROOT]
+    for url in WEIGHTS_CFG.get("mirrors", {}).get(name, []):
+        args += ["--mirror", url]
+    if WEIGHTS_CFG.get("files", {}).get(name):
+        args += ["--archive", WEIGHTS_CFG["files"][name]]
+    return args
+
+
+def release_options(name):
+    """Every option of the release's architecture, so the profile's section for its method cannot change it."""
+    rel = _weights.release(name)
+    return json.dumps(registry.get(rel.method).options(rel.options), sort_keys=True)
+
+
+def release_products():
+    """What the tables read: each listed release's scores and timing."""
+    return [f"{RR}/scores/{n}" for n in RELEASES] + [f"{RR}/timing/{n}.json" for n in RELEASES]

@@ -1,35 +1,8 @@
 # The authors' released GOPRO models (benchmark/weights.py RELEASES), scored under this suite's protocol
 # beside the retrained methods: fetch weights -> restore -> score -> time, one job of each per release.
 # Profiles list them under `weights.releases` (the paper profile: all four; offline profiles: none, and
-# the report's banner says so). Products lie under results/<profile>/releases/.
-from benchmark import weights as _weights
-
-WEIGHTS_CFG = CFG.get("weights", {"releases": []})
-RELEASES = list(WEIGHTS_CFG["releases"])
-WEIGHTS_ROOT = WEIGHTS_CFG.get("root", "weights")
-RR = f"{R}/releases"
-
-
-def release_fetch_args(name):
-    """--root, --mirror and --archive (a local copy) for `deblurbench fetch weights NAME`, as a list
-    (each quoted by `:q`)."""
-    args = ["--root", WEIGHTS_ROOT]
-    for url in WEIGHTS_CFG.get("mirrors", {}).get(name, []):
-        args += ["--mirror", url]
-    if WEIGHTS_CFG.get("files", {}).get(name):
-        args += ["--archive", WEIGHTS_CFG["files"][name]]
-    return args
-
-
-def release_options(name):
-    """Every option of the release's architecture, so the profile's section for its method cannot change it."""
-    rel = _weights.release(name)
-    return json.dumps(registry.get(rel.method).options(rel.options), sort_keys=True)
-
-
-def release_products():
-    """What the tables read: each listed release's scores and timing."""
-    return [f"{RR}/scores/{n}" for n in RELEASES] + [f"{RR}/timing/{n}.json" for n in RELEASES]
+# the report's banner says so). Products lie under results/<profile>/releases/; the helpers that name
+# them are in rules/common.smk.
 
 
 rule fetch_weights:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_run import train_cmd
 from workflow_run import readme_example, snakemake
 
 from benchmark.data import build_crop_cache, gopro_pairs
@@ -64,3 +65,12 @@ def smoke_run(tmp_path_factory, plugin_env):
     assert result.returncode == 0, f"{result.stderr[-4000:]}\n{logs}"
     print(f"smoke profile: {elapsed:.1f} s")
     return workdir / "results" / "smoke", workdir
+
+
+@pytest.fixture(scope="session")
+def straight(tiny_gopro, tiny_cache, tmp_path_factory):
+    """An uninterrupted tiny training (tests/training_run.py): the reference that killed and resumed
+    runs must match bit for bit."""
+    out = tmp_path_factory.mktemp("straight")
+    subprocess.run(train_cmd(tiny_gopro, tiny_cache, out), check=True)
+    return out

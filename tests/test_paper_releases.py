@@ -131,7 +131,8 @@ def test_table2_puts_each_release_beside_its_retrained_row_with_its_published_nu
         folder.mkdir(parents=True)
         pd.DataFrame({"image": ["a", "b"], "psnr": [psnr, psnr + 2], "ssim_matlab": [0.5, 0.7]}).to_csv(
             folder / "gopro.csv", index=False)
-        pd.DataFrame({"image": ["a"], "psnr": [psnr - 1], "ssim": [0.4]}).to_csv(folder / "kohler.csv", index=False)
+        pd.DataFrame({"image": ["a"], "psnr": [psnr - 1], "ssim_metrix": [0.4], "ms_ssim_metrix": [0.45]}).to_csv(
+            folder / "kohler.csv", index=False)
         (base / "timing").mkdir(exist_ok=True)
         (base / "timing" / f"{name}.json").write_text(json.dumps({"median_s": 0.5, "width": 64, "height": 48,
                                                                   "params": 7, "macs": 9}))

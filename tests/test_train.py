@@ -3,11 +3,12 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
+from training_run import same_weights as _same
+from training_run import train_cmd as _train_cmd
 
 from benchmark import registry
 from benchmark.train import PROFILE_KEYS, Schedule, load_checkpoint, train_settings
@@ -31,36 +32,9 @@ def test_profile_keys_win_over_method_defaults_and_overrides_win_over_both():
     assert train_settings({"lr": 1e-4}, fake, {"lr": 3e-4})["lr"] == 3e-4
 
 
-def _train_cmd(data, cache, out, *extra):
-    train = ('{"seed": 0, "epochs_constant": 2, "epochs_decay": 2, "lr": 1e-4, "lr_final": 1e-7, '
-             '"betas": [0.5, 0.999], "eps": 1e-8, "n_critic": 2, "gp_weight": 10.0, "content_weight": 100.0, '
-             '"perceptual_weights": "random", "perceptual_normalize": true, "batch_size": 1, "crop": 32, '
-             '"val_every": 1, "log_every": 1, "checkpoint_every": 2}')
-    return [sys.executable, "-m", "benchmark.cli", "train", "--method", "msr2b", "--method-config",
-            '{"k": 1, "width": 8}', "--train", train, "--data", str(data), "--cache", str(cache),
-            "--validation-images", "1", "--out", str(out), "--device", "cpu", "--threads", "1",
-            "--deterministic", "--quiet", *extra]
-
-
-def _weights(path):
-    return torch.load(path, weights_only=True)
-
-
-def _same(a, b):
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(scope="module")
-def straight(tiny_gopro, tiny_cache, tmp_path_factory):
-    """An uninterrupted run: the reference the interrupted ones must match bit for bit."""
-    out = tmp_path_factory.mktemp("straight")
-    subprocess.run(_train_cmd(tiny_gopro, tiny_cache, out), check=True)
-    return out
-
-
 def test_killed_run_resumes_to_identical_weights(tiny_gopro, tiny_cache, straight, tmp_path):
     interrupted = tmp_path / "interrupted"
-    reference = _weights(straight / "model.pt")
+    reference = torch.load(straight / "model.pt", weights_only=True)
 
     # Kill the second run (SIGKILL: no clean-up) once it has written a mid-run checkpoint.
     proc = subprocess.Popen(_train_cmd(tiny_gopro, tiny_cache, interrupted), start_new_session=True)
@@ -76,7 +50,7 @@ def test_killed_run_resumes_to_identical_weights(tiny_gopro, tiny_cache, straigh
     assert not (interrupted / "model.pt").exists()
 
     subprocess.run(_train_cmd(tiny_gopro, tiny_cache, interrupted, "--resume"), check=True)
-    assert _same(_weights(interrupted / "model.pt"), reference)
+    assert _same(torch.load(interrupted / "model.pt", weights_only=True), reference)
     for log in ("log.csv", "val.csv"):  # the resumed run's logs read as one run, loss for loss
         assert (interrupted / log).read_text() == (straight / log).read_text()
 
@@ -87,7 +61,8 @@ def test_stop_after_then_resume_matches_and_reports_progress(tiny_gopro, tiny_ca
                          capture_output=True, text=True).stdout
     assert "stopped after 3 of 16 iterations" in out
     subprocess.run(_train_cmd(tiny_gopro, tiny_cache, split, "--resume"), check=True)
-    assert _same(_weights(split / "model.pt"), _weights(straight / "model.pt"))
+    reference = torch.load(straight / "model.pt", weights_only=True)
+    assert _same(torch.load(split / "model.pt", weights_only=True), reference)
     assert (split / "log.csv").read_text() == (straight / "log.csv").read_text()
 
 
