@@ -108,11 +108,10 @@ def _check_file_out(path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
+    from benchmark.files import write_text_atomic
+
     _check_file_out(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 def _threads(n: int | None) -> None:

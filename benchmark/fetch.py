@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from benchmark.files import sweep_stale, temporary_sibling
+from benchmark.files import sweep_stale, temporary_sibling, write_text_atomic
 from benchmark.prepare import GOPRO_COUNTS, KOHLER_FRAMES
 
 CHUNK = 1 << 20
@@ -217,10 +217,7 @@ def _lock(root: Path) -> dict[str, str]:
 
 
 def _record(root: Path, name: str, sha256: str) -> None:
-    lock = _lock(root) | {name: sha256}
-    tmp = root / (LOCK_FILE + ".tmp")
-    tmp.write_text(json.dumps(lock, indent=2, sort_keys=True))
-    os.replace(tmp, root / LOCK_FILE)
+    write_text_atomic(root / LOCK_FILE, json.dumps(_lock(root) | {name: sha256}, indent=2, sort_keys=True))
 
 
 def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), archive: Path | None = None,
@@ -350,9 +347,6 @@ def run(args: argparse.Namespace) -> int:
     record = fetch(args.dataset, args.root, mirrors=args.mirror, archive=args.archive, md5=dict(args.md5),
                    retries=args.retries, backoff=args.backoff, quiet=args.quiet, unpack_limit=args.unpack_limit)
     if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.record.with_name(args.record.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, args.record)
+        write_text_atomic(args.record, json.dumps(record, indent=2))
     print(json.dumps(record["checksums"], indent=2))
     return 0

@@ -29,6 +29,20 @@ def temporary_sibling(target: Path, tag: str = "tmp") -> Path:
     return target.with_name(f".{target.name}.{tag}-{os.getpid()}")
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file under a temporary sibling name, then rename it into place: a reader never sees a
+    half-written file, and a failed write leaves none behind. The one way this project writes a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True

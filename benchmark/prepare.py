@@ -10,12 +10,13 @@ which is what the synthetic trees of the quick and smoke profiles get.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchmark.files import write_text_atomic
 
 GOPRO_COUNTS: dict[str, dict[str, int]] = {
     "train": {
@@ -143,8 +144,5 @@ def run(args: argparse.Namespace) -> int:
               "(the problems are listed above); fetch it again or fix it", file=sys.stderr)
         return 2
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(text + "\n")
-        os.replace(tmp, args.out)
+        write_text_atomic(args.out, text + "\n")
     return 0

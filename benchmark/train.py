@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from benchmark.files import write_text_atomic
 from benchmark.registry import Method, network_restore
 from models.losses import bce_discriminator_loss, bce_generator_loss, critic_loss, generator_adversarial_loss
 
@@ -690,7 +691,5 @@ def train_settings(train_cfg: Mapping[str, Any], method: Method, overrides: Mapp
 
 
 def write_run_info(path: Path, info: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True, default=str))
 

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from benchmark.fetch import FetchError, _lock, _record, download, file_digest
+from benchmark.files import write_text_atomic
 
 MAX_KEYS_SHOWN = 8
 
@@ -267,9 +268,6 @@ def run(args: Any) -> int:
     record = fetch_weights(args.release, args.root or Path("weights"), mirrors=args.mirror, local=args.archive,
                            retries=args.retries, backoff=args.backoff, quiet=args.quiet)
     if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.record.with_name(args.record.name + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, args.record)
+        write_text_atomic(args.record, json.dumps(record, indent=2))
     print(json.dumps(record["checksums"], indent=2))
     return 0
