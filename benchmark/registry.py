@@ -196,6 +196,13 @@ def discover() -> None:
         ep.load()
 
 
+def configured_options(name: str, cfg: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Method ``name``'s options as a profile sets them under ``methods: {name: ...}`` (its ``train``
+    overrides aside, they are training settings), with ``extra`` on top."""
+    section = {k: v for k, v in cfg.get("methods", {}).get(name, {}).items() if k != "train"}
+    return get(name).options({**section, **(extra or {})})
+
+
 def get(name: str) -> Method:
     discover()
     try:

@@ -96,7 +96,7 @@ def check_inference(cfg: dict, device: torch.device, sizes: dict) -> list[dict[s
     rows = []
     for name in NETWORKS:
         method = registry.get(name)
-        options = method.options({k: v for k, v in cfg["methods"].get(name, {}).items() if k != "train"})
+        options = registry.configured_options(name, cfg)
         model = for_inference(method.build(options).to(device))
         result = time_method(method, model, options, width=sizes["width"], height=sizes["height"],
                              warmup=sizes["warmup"], runs=sizes["runs"], device=device, bf16=True)
@@ -123,7 +123,7 @@ def gan_learning_check(device: torch.device, sizes: dict, workdir: Path, tiny: b
     validation = [(read_image(p.blurred), read_image(p.sharp)) for p in gopro_pairs(root, "test")]
     cfg = profile_config(tiny)
     method = registry.get("msr2b")
-    options = method.options({k: v for k, v in cfg["methods"].get("msr2b", {}).items() if k != "train"})
+    options = registry.configured_options("msr2b", cfg)
     weights = "imagenet" if vgg19_weights_path().is_file() else "random"
     settings = train_settings(cfg["train"], method, None) | {
         "crop": size, "batch_size": 1, "perceptual_weights": weights, "quiet": True, "epochs_constant": 10**6,

@@ -109,7 +109,7 @@ def training_lines(progress: list[Mapping[str, Any]]) -> list[str]:
 
 def _options(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     """A method's options as this run's configuration sets them (its ``train`` overrides aside)."""
-    return registry.get(name).options({k: v for k, v in cfg["methods"].get(name, {}).items() if k != "train"})
+    return registry.configured_options(name, cfg)
 
 
 def reproduction_notes(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
