@@ -6,40 +6,9 @@ critic and the WGAN-GP + lambda x perceptual loss; only the block type differs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from benchmark.registry import Lazy, Method, Training, register
 
-import torch
-from torch import nn
-
-from benchmark.registry import Method, Training, register
-from models.critic import PatchCritic
-from models.generator import Generator
-from models.losses import PerceptualLoss
-
-
-class WeightedPerceptual(nn.Module):
-    """``content_weight`` x MSE between VGG19 conv3_3 features (the paper's lambda x L_pers)."""
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        super().__init__()
-        self.weight = float(options["content_weight"])
-        self.perceptual = PerceptualLoss(options["perceptual_weights"], normalize=options["perceptual_normalize"],
-                                         reduction=options.get("perceptual_reduction", "chw"))
-
-    def forward(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-        return self.weight * self.perceptual(restored, sharp)
-
-
-def build_generator(options: Mapping[str, Any]) -> Generator:
-    return Generator(block=options["block"], k=options["k"], width=options["width"], w0=options["w0"])
-
-
-def build_critic(options: Mapping[str, Any]) -> PatchCritic:
-    return PatchCritic()
-
-
-GAN_TRAINING = Training(content_loss=WeightedPerceptual, build_critic=build_critic)
+GAN_TRAINING = Training(content_loss=Lazy("models.losses:WeightedPerceptual"), build_critic=Lazy("models.critic:build"))
 
 
 def _register_variant(name: str, display_name: str, block: str, paper_row: str, summary: str) -> Method:
@@ -48,7 +17,7 @@ def _register_variant(name: str, display_name: str, block: str, paper_row: str, 
         display_name=display_name,
         kind="trained",
         summary=summary,
-        build=build_generator,
+        build=Lazy("models.generator:build"),
         training=GAN_TRAINING,
         defaults={"block": block, "k": 9, "width": 32, "w0": "identity"},
         paper_row=paper_row,

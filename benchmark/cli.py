@@ -51,22 +51,6 @@ def load_profile(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def method_setup(name: str, profile: Mapping[str, Any], method_cfg: Mapping[str, Any] | None,
-                 train_cfg: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """(method, options, train settings) from the registry defaults and the configuration."""
-    from benchmark import registry
-    from benchmark.train import train_settings
-
-    method = registry.get(name)
-    per_method = dict(profile.get("methods", {}).get(name, {}))
-    per_method.update(method_cfg or {})
-    train_overrides = per_method.pop("train", {})
-    options = method.options(per_method)
-    base_train = {**profile.get("train", {}), **(train_cfg or {})}
-    settings = train_settings(base_train, method, train_overrides)
-    return method, options, settings
-
-
 def _run_options(weights: Path | None) -> dict[str, Any]:
     """Options recorded beside weights written by ``deblurbench train`` (``run.json``)."""
     if weights is None:
@@ -85,18 +69,35 @@ def _run_options(weights: Path | None) -> dict[str, Any]:
     return options
 
 
-def build_model(method: Any, options: Mapping[str, Any], weights: Path | None, device: Any) -> Any:
-    """The method's network with weights loaded, in eval mode; ``None`` for a classical method."""
-    if method.kind == "classical":
-        return None
-    if weights is None:
-        raise CliError(f"method {method.name!r} is trained: give its weights with --weights FILE")
-    from benchmark.timing import for_inference
-    from benchmark.weights import load_weights
+def inference_setup(args: argparse.Namespace, profile: Mapping[str, Any], *,
+                    weights_required: bool = True) -> tuple[Any, dict[str, Any], Any, Any]:
+    """(method, options, model, device) for ``restore``, ``time`` and ``deblur``.
 
+    Options: the method's defaults, the profile, the run record beside ``--weights``, then ``--options``.
+    A network is built on ``--device`` in eval mode with its weights (without them when
+    ``weights_required`` is false: timing does not depend on their values). A classical method has no
+    model, runs on the CPU and never imports torch.
+    """
+    from benchmark import registry
+
+    method = registry.get(args.method)
+    options = registry.configured_options(method.name, profile,
+                                          {**_run_options(args.weights), **(args.options or {})})
+    if method.kind == "classical":
+        return method, options, None, "cpu"
+    if args.weights is None and weights_required:
+        raise CliError(f"method {method.name!r} is trained: give its weights with --weights FILE")
+    from benchmark.inference import for_inference
+    from benchmark.train import resolve_device
+
+    _threads(getattr(args, "threads", None))
+    device = resolve_device(args.device)
     model = method.build(options)
-    load_weights(method, model, weights)
-    return for_inference(model.to(device))
+    if args.weights is not None:
+        from benchmark.weights import load_weights
+
+        load_weights(method, model, args.weights)
+    return method, options, for_inference(model.to(device)), device
 
 
 def _check_file_out(path: Path) -> None:
@@ -195,7 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from benchmark.data import CropSampler
     from benchmark.files import check_parent
-    from benchmark.train import Trainer, resolve_device, write_run_info
+    from benchmark.train import Trainer, method_setup, resolve_device, write_run_info
 
     _threads(args.threads)
     if args.deterministic:
@@ -229,6 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                           extend=args.extend or bool(settings.get("extend", False)))
     write_run_info(args.out / "run.json", {
         "run": run.name, "method": method.name, "options": options, "settings": settings, "device": str(device),
+        "params": sum(p.numel() for p in trainer.generator.parameters()),
         "device_id": os.environ.get("DEBLURBENCH_DEVICE", ""),
         "iterations": trainer.iteration, "total_iterations": trainer.total_iters, "training_pairs": len(sampler),
         "iterations_run": trainer.iterations_run, "resumed_from": trainer.resumed_from,
@@ -286,13 +288,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     from benchmark.data import read_image, write_image
     from benchmark.files import staged_dir
-    from benchmark.train import resolve_device
 
-    _threads(args.threads)
-    profile = load_profile(args.config)
-    method, options, _ = method_setup(args.method, profile, {**_run_options(args.weights), **(args.options or {})})
-    device = resolve_device(args.device)
-    model = build_model(method, options, args.weights, device)
+    method, options, model, _ = inference_setup(args, load_profile(args.config))
     sets = _test_sets(args)
     if args.kernels is not None and not args.kernels.is_dir():
         raise CliError(f"--kernels {args.kernels}: not a folder (give the kernels/ folder of Pan's restore)")
@@ -358,22 +355,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_time(args: argparse.Namespace) -> int:
     from benchmark.timing import time_method
-    from benchmark.train import resolve_device
 
     _check_file_out(args.out)
-    _threads(args.threads)
     profile = load_profile(args.config)
     t = profile.get("timing", {})
-    method, options, _ = method_setup(args.method, profile, {**_run_options(args.weights), **(args.options or {})})
-    device = resolve_device(args.device)
-    if method.kind == "trained" and args.weights is None:
-        from benchmark.timing import for_inference
-
-        model = for_inference(method.build(options).to(device))  # timing does not depend on the weights' values
-    else:
-        model = build_model(method, options, args.weights, device)
-    classical = method.build is None
-    keys = ("classical_width", "classical_height") if classical else ("width", "height")
+    method, options, model, device = inference_setup(args, profile, weights_required=False)
+    keys = ("classical_width", "classical_height") if model is None else ("width", "height")
     def setting(given: int | None, key: str, default: int, minimum: int) -> int:
         return given if given is not None else _count(t.get(key, default), f"timing.{key}", args.config, minimum)
 
@@ -396,11 +383,9 @@ def _count(value: Any, key: str, config: Path | None, minimum: int) -> int:
 
 def cmd_deblur(args: argparse.Namespace) -> int:
     from benchmark.deblur import deblur_all, plan
-    from benchmark.train import resolve_device
 
     jobs = plan(args.input, args.out, args.force)
-    method, options, _ = method_setup(args.method, {}, {**_run_options(args.weights), **(args.options or {})})
-    model = build_model(method, options, args.weights, resolve_device(args.device))
+    method, options, model, _ = inference_setup(args, {})
     return deblur_all(method, model, options, jobs)
 
 
@@ -428,7 +413,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from benchmark import fetch
 
     if args.dataset == "weights":
-        from benchmark.weights import run
+        from benchmark.releases import run
 
         return run(args)
     if args.release:

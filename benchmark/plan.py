@@ -50,7 +50,7 @@ def training_jobs(cfg: Mapping[str, Any]) -> list[Job]:
     """The DAG's training runs, as ``rules/common.smk`` names them (every trained method, then the
     Fig. 5 sweep's extra k values), with the settings each run's ``deblurbench train`` would use."""
     from benchmark import registry
-    from benchmark.cli import method_setup
+    from benchmark.train import method_setup
 
     sweep = registry.get(cfg["fig5"]["method"])
     runs = [(m.name, m.name, {}) for m in registry.available() if m.kind == "trained"]

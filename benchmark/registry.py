@@ -4,6 +4,10 @@ A method is one module under ``baselines/`` (or in an installed package that exp
 the ``deblurbench.methods`` entry-point group) which calls :func:`register` at import time. The
 workflow, the tables, the figures, the timing and ``deblurbench methods`` ask this registry and
 never keep a list of their own.
+
+The registry and the built-in declarations import no torch: a network method names its network,
+losses and loaders with :class:`Lazy` (they live in ``models/``), so jobs that run no network do not
+pay for torch. A method file that imports torch itself works the same, only slower to list.
 """
 
 from __future__ import annotations
@@ -14,16 +18,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:  # the registry itself never imports torch (see Lazy)
+    import numpy as np
+    import torch
+    from torch import nn
 
 ENTRY_POINT_GROUP = "deblurbench.methods"
 
 Options = Mapping[str, Any]
-BatchPreparer = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+BatchPreparer = Callable[["torch.Tensor", "torch.Tensor", "torch.Generator"], tuple["torch.Tensor", "torch.Tensor"]]
 
 
 @dataclass(frozen=True)
@@ -51,53 +56,33 @@ class Training:
             raise ValueError(f"Training.adversarial must be 'wgan-gp' or 'bce', not {self.adversarial!r}")
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad an NCHW tensor on the bottom/right so both sides are multiples of ``multiple``."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
-    return x, (h, w)
+@dataclass(frozen=True)
+class Lazy:
+    """A callable named ``"module:attribute"`` and imported on its first call.
 
-
-def to_tensor(image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 HxWx3 -> float 1x3xHxW in [-1, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
-    return t / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float 1x3xHxW in [-1, 1] -> uint8 HxWx3, rounded and clipped as a PNG writer would."""
-    x = ((x[0].detach().float().cpu().permute(1, 2, 0) + 1.0) * 127.5).round().clamp(0, 255)
-    return x.to(torch.uint8).numpy()
-
-
-@torch.no_grad()
-def network_restore(model: nn.Module, image: np.ndarray, options: Options) -> np.ndarray:
-    """Restore with an image-to-image network mapping [-1, 1] to [-1, 1].
-
-    Sides are reflect-padded to the network's ``size_multiple`` (attribute, default 1) and cropped
-    back; a network that returns a list of scales is read at its last (finest) output. A network
-    whose ``value_range`` attribute is another interval (NAFNet's ``(0, 1)``) gets its input mapped
-    onto that interval and its output mapped back.
+    Method declarations name their networks, losses and weight loaders this way
+    (``build=Lazy("models.nafnet:build")``), so that listing the methods (the workflow's parse, the
+    tables, figures and report, a classical restore) never imports torch, which costs 3.5-4.5 s per
+    job on 2 cores. Calling it calls the target with the same arguments.
     """
-    device = next(model.parameters()).device
-    x, (h, w) = pad_to_multiple(to_tensor(image, device), getattr(model, "size_multiple", 1))
-    value_range = getattr(model, "value_range", None)
-    if value_range is not None:
-        low, high = value_range
-        x = low + (x + 1) * ((high - low) / 2)
-    y = model(x)
-    if isinstance(y, list | tuple):
-        y = y[-1]
-    y = y[..., :h, :w]
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError("the network's output holds NaN or Inf values; refusing to write a meaningless image "
-                         "(check the weights)")
-    if value_range is not None:
-        y = (y - low) * (2 / (high - low)) - 1
-    return to_uint8(y.clamp(-1, 1))
+
+    target: str
+
+    def __post_init__(self) -> None:
+        module, sep, attribute = self.target.partition(":")
+        if not (module and sep and attribute):
+            raise ValueError(f"Lazy({self.target!r}): name the target as 'package.module:attribute'")
+
+    def resolve(self) -> Callable[..., Any]:
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.resolve()(*args, **kwargs)
+
+
+# The default ``restore`` of a network: :func:`benchmark.inference.network_restore`.
+network_restore = Lazy("benchmark.inference:network_restore")
 
 
 @dataclass(frozen=True)

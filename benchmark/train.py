@@ -14,7 +14,6 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import time
 import warnings
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from benchmark import registry
 from benchmark.files import write_text_atomic
 from benchmark.registry import Method, network_restore
 from models.losses import bce_discriminator_loss, bce_generator_loss, critic_loss, generator_adversarial_loss
@@ -101,24 +101,9 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by this module, safely (tensors and plain containers only)."""
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic != b"PK" and magic[:1] != b"\x80":  # a torch zip archive, or a (legacy) pickle
-        raise ValueError(f"{path}: not a torch checkpoint (neither a torch zip archive nor a pickle); give the "
-                         "model.pt or checkpoint.pt that deblurbench train wrote")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure here means the file is unusable
-        refused = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
-        if refused:
-            what = refused.group(1).split(" was not")[0].strip()
-            reason = f"the weights-only loader refused it: {what}; nothing in it was run"
-        else:
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
-        raise ValueError(f"{path}: not a readable deblurbench checkpoint ({reason}); it may be cut short or "
-                         "of another program") from err
+    from benchmark.weights import torch_file
+
+    return torch_file(path, path, map_location)
 
 
 # Settings that change how fast or how visibly a run goes, not what it computes: a checkpoint
@@ -425,7 +410,6 @@ class Trainer:
         probe step whose effects are undone; a part that fails to compile runs eagerly, with one
         warning line. Returns what runs compiled ("generator+critic", "generator" or "none")."""
         import copy
-        import warnings
 
         nets = [n for n in (self.generator, self.critic) if n is not None]
         opts = [o for o in (self.opt_g, self.opt_d) if o is not None]
@@ -679,6 +663,19 @@ def _truncate_log(path: Path, iteration: int) -> None:
 # `methods: {name: {train: ...}}`; run.json records, and the report shows, what each run used.
 PROFILE_KEYS = frozenset({"epochs_constant", "epochs_decay", "seed", "val_every", "log_every", "checkpoint_every",
                           "perceptual_weights"})
+
+
+def method_setup(name: str, profile: Mapping[str, Any], method_cfg: Mapping[str, Any] | None,
+                 train_cfg: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(method, options, train settings) from the registry defaults and the configuration."""
+    method = registry.get(name)
+    per_method = dict(profile.get("methods", {}).get(name, {}))
+    per_method.update(method_cfg or {})
+    train_overrides = per_method.pop("train", {})
+    options = method.options(per_method)
+    base_train = {**profile.get("train", {}), **(train_cfg or {})}
+    settings = train_settings(base_train, method, train_overrides)
+    return method, options, settings
 
 
 def train_settings(train_cfg: Mapping[str, Any], method: Method, overrides: Mapping[str, Any] | None) -> dict:

@@ -37,8 +37,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from benchmark import registry  # noqa: E402
+from benchmark.inference import for_inference  # noqa: E402
 from benchmark.plan import estimate, format_plan, probe, training_jobs  # noqa: E402
-from benchmark.timing import for_inference, hardware, time_method  # noqa: E402
+from benchmark.timing import hardware, time_method  # noqa: E402
 
 NETWORKS = ("msr2b", "res2net", "resnet", "deblurgan", "deepdeblur", "nafnet")
 # (iteration counts at which the GAN check reads PSNR; it stops at whichever its time runs out)

@@ -8,6 +8,9 @@ its own 30x30 output and 70x70 patches; the output size is followed (SPEC sectio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -42,3 +45,7 @@ class PatchCritic(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """N x C x H x W -> N x 1 x H' x W' map of critic scores (higher = more like a sharp image)."""
         return self.model(image)
+
+
+def build(options: Mapping[str, Any]) -> PatchCritic:
+    return PatchCritic()

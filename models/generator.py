@@ -9,6 +9,9 @@ The reading of the details the paper leaves open is SPEC section 4.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -167,3 +170,8 @@ class Generator(nn.Module):
             block_outputs.append(x)
         residual = self.tail(self.fusion(torch.cat(block_outputs, dim=1)))[..., :h, :w]
         return torch.clamp(blurred + residual, -1.0, 1.0)
+
+
+def build(options: Mapping[str, Any]) -> Generator:
+    """The generator of ``baselines/msr2b.py``'s three methods, from their options."""
+    return Generator(block=options["block"], k=options["k"], width=options["width"], w0=options["w0"])

@@ -10,7 +10,9 @@ Two reductions the paper leaves to the reader are named options (SPEC section 4)
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -192,3 +194,17 @@ class PerceptualLoss(nn.Module):
             target = self.features(self._prepare(sharp))
         squared = (self.features(self._prepare(restored)) - target) ** 2
         return squared.mean() if self.reduction == "chw" else squared.sum(dim=1).mean()
+
+
+class WeightedPerceptual(nn.Module):
+    """``content_weight`` x MSE between VGG19 conv3_3 features (the paper's lambda x L_pers): the content
+    term of MSR2B, its ablations and DeblurGAN."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.weight = float(options["content_weight"])
+        self.perceptual = PerceptualLoss(options["perceptual_weights"], normalize=options["perceptual_normalize"],
+                                         reduction=options.get("perceptual_reduction", "chw"))
+
+    def forward(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+        return self.weight * self.perceptual(restored, sharp)

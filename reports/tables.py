@@ -173,7 +173,7 @@ def _measured(results: Path, name: str) -> dict[str, Any]:
 
 def release_rows(results: Path) -> list[dict[str, Any]]:
     """One row per authors' release scored under ``results/releases/`` (rules/weights.smk)."""
-    from benchmark.weights import RELEASES
+    from benchmark.releases import RELEASES
 
     rows = []
     for name, rel in RELEASES.items():
@@ -365,9 +365,9 @@ def fig5(results: Path, cfg: Mapping[str, Any]) -> tuple[pd.DataFrame, pd.DataFr
         v = pd.read_csv(val)
         curves.append(v.assign(run=run, k=k))
         params = None
-        if info.exists():
-            options = json.loads(info.read_text())["options"]
-            params = sum(p.numel() for p in method.build(options).parameters())
+        if info.exists():  # counted by `deblurbench train`; built again only for a record older than that
+            record = json.loads(info.read_text())
+            params = record.get("params") or sum(p.numel() for p in method.build(record["options"]).parameters())
         tradeoff.append({"run": run, "k": k, "params": params, "psnr": v.psnr.iloc[-1] if len(v) else np.nan})
     return (pd.concat(curves) if curves else pd.DataFrame(columns=["run", "k", "epoch", "psnr"]),
             pd.DataFrame(tradeoff))

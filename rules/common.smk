@@ -19,7 +19,7 @@ import yaml
 from snakemake.utils import validate
 
 from benchmark import devices, registry, runs
-from benchmark import weights as _weights
+from benchmark import releases as _releases
 
 
 def _deep_update(base, extra):
@@ -240,7 +240,7 @@ def release_fetch_args(name):
 
 def release_options(name):
     """Every option of the release's architecture, so the profile's section for its method cannot change it."""
-    rel = _weights.release(name)
+    rel = _releases.release(name)
     return json.dumps(registry.get(rel.method).options(rel.options), sort_keys=True)
 
 

@@ -36,7 +36,7 @@ rule restore_release:
     params:
         config=CONFIG_FILE,
         cfg=config_hash("device"),
-        method=lambda w: _weights.release(w.release).method,
+        method=lambda w: _releases.release(w.release).method,
         options=lambda w: release_options(w.release),
         sets=lambda w: test_set_args(w.release),
         device=CFG["device"],
@@ -87,7 +87,7 @@ rule time_release:
     params:
         config=CONFIG_FILE,
         cfg=config_hash("timing", "device"),
-        method=lambda w: _weights.release(w.release).method,
+        method=lambda w: _releases.release(w.release).method,
         options=lambda w: release_options(w.release),
         device=CFG["device"],
         slot=on_gpu(),

@@ -11,9 +11,8 @@ import yaml
 from torch import nn
 
 from benchmark import registry
-from benchmark.cli import method_setup
 from benchmark.data import Pair, spread_over_scenes
-from benchmark.train import Trainer, train_settings
+from benchmark.train import Trainer, method_setup, train_settings
 from models.losses import PerceptualLoss, critic_loss, gradient_penalty
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.nafnet import LayerNorm2d, LocalAvgPool, NAFNet, PSNRLoss
 from benchmark import registry
 from benchmark.registry import network_restore
+from models.nafnet import LayerNorm2d, LocalAvgPool, NAFNet, PSNRLoss
 
 GOPRO = {"enc_blk_nums": [1, 1, 1, 28], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1]}
 TINY = {"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1], "train_size": 16}

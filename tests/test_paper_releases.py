@@ -21,7 +21,7 @@ from workflow_run import snakemake
 
 from benchmark import registry
 from benchmark.cli import main
-from benchmark.weights import RELEASES
+from benchmark.releases import RELEASES
 
 
 def seeded_release(name: str, seed: int) -> bytes:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from benchmark import registry
-from benchmark.registry import Method, Training, network_restore, pad_to_multiple
+from benchmark.inference import pad_to_multiple
+from benchmark.registry import Method, Training, network_restore
 
 
 def test_discovery_finds_the_papers_methods():

@@ -4,7 +4,10 @@ import numpy as np
 import torch
 from skimage import data
 
-from baselines.sun import (
+from benchmark import registry
+from benchmark.deconv import blur
+from benchmark.metrics import psnr
+from models.sun import (
     CANDIDATES,
     KERNEL_BANK,
     KERNELS,
@@ -15,9 +18,6 @@ from baselines.sun import (
     restore,
     smooth_field,
 )
-from benchmark import registry
-from benchmark.deconv import blur
-from benchmark.metrics import psnr
 
 
 def test_73_distinct_line_kernels_and_361_candidates():

@@ -85,8 +85,8 @@ class _Pairs:
 
 
 def test_deepdeblur_paper_loss_trains_the_release_discriminator_with_bce(tmp_path):
-    from baselines.deepdeblur import Discriminator
     from benchmark.train import Trainer
+    from models.deepdeblur import Discriminator
 
     method = registry.get("deepdeblur")
     options = method.options({"loss": "mse+adv", "features": 8, "blocks": 1})
@@ -110,7 +110,7 @@ def test_deepdeblur_paper_loss_trains_the_release_discriminator_with_bce(tmp_pat
 
 
 def test_deepdeblur_content_losses_follow_the_release_and_the_paper():
-    from baselines.deepdeblur import MultiScaleContent, pyramid
+    from models.deepdeblur import MultiScaleContent, pyramid
 
     sharp = torch.rand(1, 3, 16, 16) * 2 - 1
     outputs = [t + 0.1 for t in pyramid(sharp, 3)[::-1]]  # coarse to fine, each off by 0.1 on [-1, 1]

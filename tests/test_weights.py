@@ -15,11 +15,10 @@ import torch
 from miniature import Server
 from PIL import Image
 
-from benchmark import registry
-from benchmark import weights as weights_module
+from benchmark import registry, releases
 from benchmark.cli import EXIT_ERROR, main
 from benchmark.fetch import FetchError
-from benchmark.weights import RELEASES, Release, fetch_weights
+from benchmark.releases import RELEASES, Release, fetch_weights
 
 SMALL = {"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}
 
@@ -94,10 +93,10 @@ def test_a_changed_file_fails_the_recorded_checksum(server, small_release, tmp_p
 def test_a_bad_download_is_refused_removed_and_never_locked(server, small_release, tmp_path, bad):
     good = released_bytes()[0]
     if bad == "corrupt":
-        payload, message = good[: len(good) // 2] + b"\0" * 64, "not a readable PyTorch weights file"
+        payload, message = good[: len(good) // 2] + b"\0" * 64, "not a readable torch file"
     else:
         payload = released_bytes(options={**SMALL, "enc_blk_nums": [1, 2]})[0]
-        message = r"missing keys \[\] \(0\); unexpected keys \[encoders\.1\.1\.beta"
+        message = r"NAFNet: unexpected keys \[encoders\.1\.1\.beta"
     server.files["/w/NAFNet-GoPro-width32.pth"] = payload
     root = tmp_path / "weights"
     url = server.url + "/w/NAFNet-GoPro-width32.pth"
@@ -150,4 +149,4 @@ def test_every_release_names_its_readme_link_and_loads_into_its_method():
         assert all(u.startswith("https://drive.google.com/uc?id=") for u in rel.urls)
         assert registry.get(rel.method).load_official is not None
     assert RELEASES["nafnet-64"].options == {"width": 64} and RELEASES["deepdeblur"].filename.endswith(".zip")
-    assert weights_module.cached_path("w", "nafnet-64").name == "nafnet-64.safetensors"
+    assert releases.cached_path("w", "nafnet-64").name == "nafnet-64.safetensors"
