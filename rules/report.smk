@@ -1,6 +1,8 @@
 # -- tables, figures, report: read the per-image CSVs, timings and training logs under results/<profile>.
 # `params.cfg` hashes the configuration sections each command reads, so e.g. a new `report.bootstrap`
 # reruns the tables (and what depends on them) and a new `timing.runs` reruns the timing jobs.
+# The three are local rules: on a cluster they run beside Snakemake (a second or three each, no torch)
+# instead of waiting in the queue for a node at the very end of the DAG.
 
 
 rule tables:
@@ -12,6 +14,7 @@ rule tables:
         config=CONFIG_FILE,
         cfg=config_hash("report.bootstrap", "report.seed", "fig5", "seeds", "train.seed"),
         results=results_dir,
+    localrule: True
     resources:
         **cluster_resources("tables"),
     log:
@@ -32,6 +35,7 @@ rule figures:
         config=CONFIG_FILE,
         cfg=config_hash("data", "report.figure_images", "fig5"),
         results=results_dir,
+    localrule: True
     resources:
         **cluster_resources("figures"),
     log:
@@ -53,6 +57,7 @@ rule report:
         # The report shows the whole configuration (banner, notes, the resolved file): all of it.
         cfg=config_hash(*sorted(CFG)),
         results=lambda w, output: str(Path(output[0]).parent.parent),
+    localrule: True
     resources:
         **cluster_resources("report"),
     log:

@@ -32,7 +32,7 @@ MARKER = "# written by deblurbench tests/test_slurm.py"
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "sinfo", "scancel", "srun", "scontrol")
 # The rules that run beside Snakemake rather than as SLURM jobs (a dry run does not mark them).
-LOCAL_RULES = {"all", "fetch"}
+LOCAL_RULES = {"all", "fetch", "tables", "figures", "report"}
 # Options a run on the test cluster adds to the profile: no accounting database there (see above),
 # and a short first wait before polling, since smoke jobs take seconds rather than hours.
 TEST_CLUSTER_ARGS = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2")
