@@ -259,6 +259,17 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+def hardware_of(timing: list[dict[str, Any]]) -> dict[str, str]:
+    """What the times were measured on: the networks' device (and GPU), and a line saying so when the
+    classical methods were timed elsewhere (always on the CPU, by the wall clock)."""
+    networks = [t for t in timing if t.get("torch")]
+    first = (networks or timing or [{}])[0]
+    hardware = {k: first[k] for k in ("device", "cpu", "gpu") if first.get(k)}
+    if networks and len(networks) < len(timing) and first.get("device") != "cpu":
+        hardware["classical methods"] = "timed on the CPU (wall clock)"
+    return hardware
+
+
 def render_report(results: Path, config: Path, out: Path) -> None:
     results, out = Path(results), Path(out)
     cfg = yaml.safe_load(Path(config).read_text())
@@ -276,7 +287,7 @@ def render_report(results: Path, config: Path, out: Path) -> None:
                "trained": _iterations(r.get("iterations"))} for r in _records(tables / "table2.csv")]
     progress = _records(tables / "training.csv")
     timing = _records(tables / "complexity.csv")
-    hardware = {k: timing[0][k] for k in ("device", "cpu", "gpu") if timing and timing[0].get(k)}
+    hardware = hardware_of(timing)
     methods = [{"name": m.name, "display_name": m.display_name, "kind": m.kind, "summary": m.summary,
                 "deviations": list(m.deviations)} for m in registry.available()]
     config_text = Path(config).read_text()

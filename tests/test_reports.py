@@ -179,3 +179,13 @@ def test_the_report_opens_with_the_pipeline_line_and_shows_the_blurred_input_row
     assert "Training length: the paper trains each network for 630,900 iterations" in body
     assert (tmp_path / "report" / "training.csv").exists()
     assert "gp_reduction = sum" in body and "critic_batches = same" in body
+
+
+def test_the_hardware_line_names_the_networks_device_and_where_classical_methods_ran():
+    pan = {"method": "pan", "device": "cpu", "cpu": "EPYC", "torch": ""}
+    net = {"method": "msr2b", "device": "cuda", "cpu": "EPYC", "gpu": "NVIDIA H100", "torch": "2.14.1"}
+    assert render.hardware_of([pan, net]) == {"device": "cuda", "cpu": "EPYC", "gpu": "NVIDIA H100",
+                                              "classical methods": "timed on the CPU (wall clock)"}
+    assert render.hardware_of([pan, {**net, "device": "cpu", "gpu": ""}]) == {"device": "cpu", "cpu": "EPYC"}
+    assert render.hardware_of([pan]) == {"device": "cpu", "cpu": "EPYC"}
+    assert render.hardware_of([]) == {}
