@@ -95,7 +95,7 @@ def test_gpu_jobs_ask_slurm_for_one_gpu_and_cpu_jobs_for_none(tmp_path):
         runs_a_network = rule == "train" or (rule in ("restore", "time") and wildcards.split("=", 1)[1] in trained)
         if runs_a_network:
             assert gpu.split() == ["--gpus=1"], (rule, wildcards, gpu)
-        elif rule != "time":  # timing a classical method: whether it holds a GPU is issue 12 section 4's business
+        else:  # scoring, and a classical method's restore and timing (on the CPU, benchmark/timing.py)
             assert gpu == "", (rule, wildcards, gpu)
     # With the configuration's device on the CPU, no job asks for a GPU.
     cpu_jobs = dry_run_jobs(tmp_path, "profile=smoke", "device=cpu")
