@@ -128,6 +128,7 @@ def test_paper_profile_parses_as_a_cluster_run_does(tmp_path):
 
 
 def test_runtime_and_memory_per_rule_come_from_the_configuration(tmp_path):
+    _plugin()  # the dry run goes through profiles/slurm, whose `executor: slurm` needs the plug-in
     smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["resources"]
     default = _profile()["default-resources"]
     for job in dry_run_jobs(tmp_path, "profile=smoke"):
