@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from benchmark.files import give_default_mode, temporary_file, temporary_folder
+
 if TYPE_CHECKING:  # torch is imported where a batch is made: scoring and synthesis never load it
     import torch
 
@@ -136,7 +138,7 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if image_format is None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(np.ascontiguousarray(array)).save(handle, format=image_format)
@@ -297,7 +299,7 @@ def build_crop_cache(pairs: Sequence[Pair], cache_dir: str | os.PathLike[str]) -
     layout = "stack" if len(set(shapes)) == 1 else "per_pair"
 
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", suffix=".tmp", dir=cache_dir.parent))
+    tmp = temporary_folder(cache_dir)
     try:
         stack = None
         if layout == "stack":
@@ -339,6 +341,7 @@ def replace_dir(new: Path, target: Path) -> None:
     A previous ``target`` is moved aside first (a rename cannot replace a non-empty folder), put
     back if the move fails, and deleted once the new folder is in place.
     """
+    give_default_mode(new, folder=True)  # a folder from mkdtemp is 0700: give it what mkdir would
     old = None
     if target.exists():
         aside = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)

@@ -5,6 +5,10 @@ A command writes a folder ``out`` as ``.out.tmp-PID`` (or ``.out.extracting-PID`
 archive) and renames it into place when it is complete; on failure the temporary folder is removed. A
 process killed outright cannot clean up, so the next run sweeps every such sibling whose process is
 gone. Siblings of live processes are left alone: another job may still be writing them.
+
+Every file and folder written here gets the mode that ``open`` and ``mkdir`` would give it (0644 and
+0755 under umask 022): ``tempfile.mkstemp`` and ``mkdtemp`` make private 0600 / 0700 entries, which a
+rename would carry into place and leave unreadable to colleagues sharing the results.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import errno
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +32,50 @@ def temporary_sibling(target: Path, tag: str = "tmp") -> Path:
     assert tag in TAGS
     target = Path(target)
     return target.with_name(f".{target.name}.{tag}-{os.getpid()}")
+
+
+def umask() -> int:
+    """This process's umask, read without changing it where Linux tells it (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only on other systems)
+    os.umask(mask)
+    return mask
+
+
+def give_default_mode(path: Path | str | int, *, folder: bool = False) -> None:
+    """Set the mode ``open`` (0666) or ``mkdir`` (0777) would have given ``path`` (or an open descriptor)
+    under the current umask."""
+    mode = (0o777 if folder else 0o666) & ~umask()
+    if isinstance(path, int):
+        os.fchmod(path, mode)
+    else:
+        os.chmod(path, mode)
+
+
+def temporary_file(target: Path) -> tuple[int, Path]:
+    """(open descriptor, path) of a new uniquely named temporary file beside ``target``, with the mode the
+    umask gives (``mkstemp`` alone makes it 0600). The caller writes it and renames it onto ``target``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{Path(target).name}.", suffix=".tmp", dir=Path(target).parent)
+    try:
+        give_default_mode(fd)
+    except BaseException:
+        os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return fd, Path(tmp)
+
+
+def temporary_folder(target: Path, suffix: str = ".tmp") -> Path:
+    """A new uniquely named temporary folder beside ``target``, with the mode the umask gives (``mkdtemp``
+    alone makes it 0700)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{Path(target).name}.", suffix=suffix, dir=Path(target).parent))
+    give_default_mode(tmp, folder=True)
+    return tmp
 
 
 def write_text_atomic(path: Path, text: str) -> None:
