@@ -51,8 +51,8 @@ def load_profile(path: Path | None) -> dict[str, Any]:
     return data
 
 
-def _run_options(weights: Path | None) -> dict[str, Any]:
-    """Options recorded beside weights written by ``deblurbench train`` (``run.json``)."""
+def _run_record(weights: Path | None) -> dict[str, Any]:
+    """The run record (``run.json``) that ``deblurbench train`` wrote beside ``weights``; ``{}`` when none."""
     if weights is None:
         return {}
     info = Path(weights).with_name("run.json")
@@ -63,10 +63,19 @@ def _run_options(weights: Path | None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CliError(f"{info}: not a readable run record ({err}); delete it or give --options") from err
     options = record.get("options", {}) if isinstance(record, dict) else None
-    if not isinstance(options, dict):
+    if not isinstance(options, dict) or not isinstance(record.get("method", ""), str):
         raise CliError(f"{info}: not a run record written by `deblurbench train` (expected a JSON object "
                        "with an 'options' object); delete it or give --options")
-    return options
+    return record
+
+
+def _run_options(weights: Path | None, method: str) -> dict[str, Any]:
+    """Options recorded beside weights written by ``deblurbench train`` for ``method``."""
+    record = _run_record(weights)
+    if record.get("method", method) != method:
+        raise CliError(f"--weights {weights}: trained for method {record['method']!r} (its run.json), not "
+                       f"{method!r}; leave out --method or give {method!r} weights")
+    return record.get("options", {})
 
 
 def inference_setup(args: argparse.Namespace, profile: Mapping[str, Any], *,
@@ -81,8 +90,11 @@ def inference_setup(args: argparse.Namespace, profile: Mapping[str, Any], *,
     from benchmark import registry
 
     method = registry.get(args.method)
+    if method.kind == "classical" and args.weights is not None:
+        raise CliError(f"--weights {args.weights}: method {method.name!r} is classical and takes no weights; "
+                       "leave out --weights (or name a trained method with --method)")
     options = registry.configured_options(method.name, profile,
-                                          {**_run_options(args.weights), **(args.options or {})})
+                                          {**_run_options(args.weights, method.name), **(args.options or {})})
     if method.kind == "classical":
         return method, options, None, "cpu"
     if args.weights is None and weights_required:
@@ -381,12 +393,38 @@ def _count(value: Any, key: str, config: Path | None, minimum: int) -> int:
     return value
 
 
+DEFAULT_METHOD = "msr2b"
+ASSUMED = "(the default: no --method, no run.json beside the weights)"
+
+
+def _deblur_method(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(method, how it was chosen when --method was not given): the one ``run.json`` beside ``--weights``
+    names, else the paper's MSR2B."""
+    if args.method is not None:
+        return args.method, None
+    record = _run_record(args.weights)
+    if record.get("method"):
+        return record["method"], f"method {record['method']} (from {Path(args.weights).with_name('run.json')})"
+    if args.weights is None:
+        return DEFAULT_METHOD, None  # a trained method without weights fails below, naming --weights
+    return DEFAULT_METHOD, f"method {DEFAULT_METHOD} {ASSUMED}"
+
+
 def cmd_deblur(args: argparse.Namespace) -> int:
     from benchmark.deblur import deblur_all, plan
 
-    jobs = plan(args.input, args.out, args.force)
-    method, options, model, _ = inference_setup(args, {})
-    return deblur_all(method, model, options, jobs)
+    args.method, chosen = _deblur_method(args)
+    jobs = plan(args.input, args.out, args.force, args.method)
+    if chosen:
+        print(chosen)
+    try:
+        method, options, model, _ = inference_setup(args, {})
+    except ValueError as err:
+        if chosen is None or not chosen.endswith(ASSUMED):
+            raise
+        raise CliError(f"{err}; no --method was given and no run.json lies beside the weights, so "
+                       f"{DEFAULT_METHOD} was assumed: name the weights' method with --method") from err
+    return deblur_all(method, model, options, jobs, tile=args.tile, overlap=args.overlap, quiet=args.quiet)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -541,12 +579,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("deblur", cmd_deblur, "deblur an image or a folder of images (end-user command)")
     p.add_argument("input", type=Path, help="an image file or a folder of images")
-    p.add_argument("--method", default="msr2b", help="registered method (default: msr2b)")
+    p.add_argument("--method", help="registered method (`deblurbench methods`); default: the method named in the "
+                                    "run.json beside --weights, else msr2b")
     p.add_argument("--weights", type=Path, help="weights of a trained method (model.pt, or an official release)")
     p.add_argument("--options", type=_json_arg, help="JSON of method options (e.g. '{\"k\": 9}')")
-    p.add_argument("--out", type=Path, help="output file (image in) or folder (folder in); never an input")
+    p.add_argument("--out", type=Path, help="output file (image in) or folder (folder in); never an input "
+                                            "(default: PHOTO_METHOD.png beside the image, FOLDER_METHOD/ beside "
+                                            "the folder)")
     p.add_argument("--force", action="store_true", help="overwrite outputs that already exist")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--tile", type=int, default=512,
+                   help="restore a network's large images in tiles of this many pixels a side, so memory stays "
+                        "bounded (default 512; 0: the whole image at once)")
+    p.add_argument("--overlap", type=int, default=64,
+                   help="pixels of context restored around each tile and then dropped (default 64)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where to run a network (default: auto = cuda if available)")
+    p.add_argument("--threads", type=int, help="torch CPU threads for this process")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no line per image")
 
     for name, func, help_ in (("tables", cmd_tables, "aggregate the per-image CSVs into the paper's tables"),
                               ("figures", cmd_figures, "draw Fig. 5, the training curves and Figs. 6-8"),

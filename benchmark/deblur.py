@@ -1,21 +1,24 @@
 """The loop behind ``deblurbench deblur``: deblur a user's image or folder of images, never losing a file.
 
-- The output never replaces an input: a single image writes ``<stem>_deblurred.png`` beside it (or
-  ``--out FILE``); a folder writes into ``<folder>_deblurred/`` (or ``--out FOLDER``), which may not be
-  the input folder itself.
+- The output never replaces an input: a single image writes ``<stem>_<method>.png`` beside it (or
+  ``--out FILE``); a folder writes into ``<folder>_<method>/`` (or ``--out FOLDER``), which may not be
+  the input folder itself. The method in the name keeps two methods' results apart.
 - Two outputs never share a name: in a folder, ``photo.png`` becomes ``photo.png``, but when two inputs
   share a stem (``photo.jpg`` and ``photo.png``) each keeps its extension in the name
   (``photo_jpg.png``, ``photo_png.png``); if names still clash the run is refused before anything runs.
 - An existing output is replaced only with ``--force``; that is checked for every output first.
 - In a folder every image is tried; each one that fails gets one line, and the run exits non-zero
   at the end (2 when an input was bad, 1 when writing failed for another reason, e.g. a full disk).
+- A progress bar (on a terminal) and one line per image with its seconds; a network restores a large
+  image in overlapping tiles (:func:`benchmark.inference.restore_tiled`), so memory stays bounded.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +51,9 @@ def output_names(inputs: list[Path]) -> list[str]:
     return names
 
 
-def plan(source: Path, out: Path | None, force: bool) -> list[tuple[Path, Path]]:
-    """(input, output) for every image, after every check that can be made before any work."""
+def plan(source: Path, out: Path | None, force: bool, method: str) -> list[tuple[Path, Path]]:
+    """(input, output) for every image, after every check that can be made before any work; default
+    outputs are named after ``method``."""
     from benchmark.data import IMAGE_SUFFIXES
 
     source = Path(source)
@@ -57,7 +61,7 @@ def plan(source: Path, out: Path | None, force: bool) -> list[tuple[Path, Path]]
         inputs = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not inputs:
             raise ValueError(f"{source}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-        out_dir = Path(out) if out is not None else source.with_name(source.name + "_deblurred")
+        out_dir = Path(out) if out is not None else source.with_name(f"{source.name}_{method}")
         check_parent(out_dir)
         if out_dir.exists() and not out_dir.is_dir():
             raise ValueError(f"--out {out_dir}: is a file; a folder of images needs an output folder")
@@ -66,10 +70,10 @@ def plan(source: Path, out: Path | None, force: bool) -> list[tuple[Path, Path]]
                              "(deblur never writes among its inputs)")
         jobs = [(p, out_dir / name) for p, name in zip(inputs, output_names(inputs), strict=True)]
     elif source.exists():
-        target = Path(out) if out is not None else source.with_name(source.stem + "_deblurred.png")
+        target = Path(out) if out is not None else source.with_name(f"{source.stem}_{method}.png")
         if target.is_dir():
             raise ValueError(f"--out {target}: is a folder; give an output file name such as "
-                             f"{target / (source.stem + '_deblurred.png')}")
+                             f"{target / f'{source.stem}_{method}.png'}")
         check_parent(target)
         if Image.registered_extensions().get(target.suffix.lower()) is None:
             raise ValueError(f"--out {target}: unknown image suffix {target.suffix!r}; use .png")
@@ -93,23 +97,75 @@ def _failure(src: Path, dst: Path, err: Exception) -> tuple[str, int]:
     return (message if str(src) in message else f"{src}: {message}"), 2
 
 
-def deblur_all(method: Any, model: Any, options: Mapping[str, Any], jobs: list[tuple[Path, Path]]) -> int:
-    """Deblur every job; one line per failure on stderr; the exit code (0, 1 or 2)."""
+def _restorer(method: Any, model: Any, options: Mapping[str, Any], tile: int,
+              overlap: int) -> Callable[[Path, Any, Callable[[int, int], None]], Any]:
+    """``restore(src, image, progress)``: a network in tiles of ``tile`` pixels (none when 0) where its output
+    is local; a classical method, Sun's and a network that looks at the whole image, in one piece."""
+    from benchmark import registry
+    from benchmark.inference import restore_tiled, whole_image_statistic
+
+    whole = None
+    if model is None or method.restore != registry.network_restore or tile <= 0:
+        tile = 0
+    else:
+        whole = whole_image_statistic(model)
+    said = []
+
+    def restore(src: Path, image: Any, progress: Callable[[int, int], None]) -> Any:
+        large = tile and max(image.shape[:2]) > tile + 2 * overlap
+        if large and whole is None:
+            return restore_tiled(method.restore, model, image, options, tile=tile, overlap=overlap,
+                                 progress=progress)
+        if large and not said:
+            print(f"{src}: restored whole, not in tiles of {tile}: {method.name}'s output at a pixel depends on "
+                  f"the whole image ({whole}); memory grows with the image")
+            said.append(src)
+        return method.restore(model, image, options)
+
+    return restore
+
+
+def deblur_all(method: Any, model: Any, options: Mapping[str, Any], jobs: list[tuple[Path, Path]], *,
+               tile: int = 0, overlap: int = 0, quiet: bool = False) -> int:
+    """Deblur every job; a progress bar on a terminal, a line per image with its seconds, one line per
+    failure on stderr; the exit code (0, 1 or 2)."""
+    from tqdm import tqdm
+
     from benchmark.data import read_image_with_note, write_image
 
-    codes = []
-    for src, dst in jobs:
-        try:
-            image, note = read_image_with_note(src)
-            if note:
-                print(f"{src}: {note}")
-            write_image(dst, method.restore(model, image, options))
-        except (OSError, ValueError, RuntimeError) as err:
-            message, code = _failure(src, dst, err)
-            print(f"{PROG}: error: {message}", file=sys.stderr)
-            codes.append(code)
-            continue
-        print(f"{src} -> {dst}")
+    restore = _restorer(method, model, options, tile, overlap)
+    codes, seconds = [], []
+    # disable=None: the bar is drawn only when stderr is a terminal (a log or a pipe gets the lines alone)
+    bar = tqdm(total=len(jobs), desc=f"deblur ({method.name})", unit="img", disable=True if quiet else None,
+               dynamic_ncols=True)
+
+    def tile_done(done: int, total: int) -> None:
+        if total > 1:
+            bar.set_postfix_str(f"tile {done}/{total}")
+
+    with bar:
+        for src, dst in jobs:
+            try:
+                image, note = read_image_with_note(src)
+                if note and not quiet:
+                    bar.write(f"{src}: {note}")
+                started = time.perf_counter()
+                restored = restore(src, image, tile_done)
+                seconds.append(time.perf_counter() - started)
+                write_image(dst, restored)
+            except (OSError, ValueError, RuntimeError) as err:
+                message, code = _failure(src, dst, err)
+                bar.write(f"{PROG}: error: {message}", file=sys.stderr)
+                codes.append(code)
+                bar.update(1)
+                continue
+            if not quiet:
+                bar.write(f"{src} -> {dst} ({seconds[-1]:.2f} s, {image.shape[1]}x{image.shape[0]})")
+            bar.set_postfix_str("")
+            bar.update(1)
+    if len(jobs) > 1 and seconds and not quiet:
+        print(f"deblurred {len(seconds)} of {len(jobs)} images with {method.name} in {sum(seconds):.1f} s "
+              f"({sum(seconds) / len(seconds):.2f} s per image)")
     if not codes:
         return 0
     if len(jobs) > 1:

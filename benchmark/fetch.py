@@ -327,7 +327,10 @@ def _factor_arg(text: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", choices=("gopro", "kohler", "vgg19", "weights"), help="what to fetch")
-    parser.add_argument("release", nargs="?", help="weights: the authors' release (see benchmark/weights.py RELEASES)")
+    from benchmark.releases import RELEASES  # here, not at the top: releases imports this module
+
+    parser.add_argument("release", nargs="?", metavar="NAME",
+                        help=f"weights only: the authors' release, one of {', '.join(RELEASES)}")
     parser.add_argument("--root", type=Path, help="target folder (vgg19: default torch hub checkpoints)")
     parser.add_argument("--mirror", action="append", default=[], metavar="URL",
                         help="try this URL first (GOPRO: the archive; Köhler: a folder holding the zips); repeatable")

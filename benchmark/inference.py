@@ -7,7 +7,8 @@ methods never imports torch; this module is where torch comes in.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -69,3 +70,57 @@ def for_inference(model: nn.Module) -> nn.Module:
     convolutions then run in NHWC; on the CPU, MSR2B and DeblurGAN at 640x368 ran 1.6-1.7x faster,
     docs/measurements.md)."""
     return model.eval().to(memory_format=torch.channels_last)
+
+
+# Tiled inference (``deblurbench deblur``): a large photo is restored in tiles so that memory stays bounded.
+TILE_ALIGN = 32  # tile origins on multiples of this: every network's stride-2 grids then line up with the whole image's
+
+
+def tile_spans(length: int, tile: int) -> list[tuple[int, int]]:
+    """[start, end) of the cores of the tiles along one side: ``tile`` long, the last one shorter."""
+    return [(start, min(start + tile, length)) for start in range(0, length, tile)]
+
+
+def restore_tiled(restore: Callable[[Any, np.ndarray, Mapping[str, Any]], np.ndarray], model: Any,
+                  image: np.ndarray, options: Mapping[str, Any], *, tile: int, overlap: int,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """``restore(model, image, options)`` one tile at a time, so memory grows with the tile, not the image.
+
+    The image is cut into cores of ``tile`` x ``tile`` pixels; each core is restored with ``overlap`` pixels of
+    its surroundings on every side (the network sees the context it would see in the whole image) and only
+    the core is kept. Tile origins lie on multiples of :data:`TILE_ALIGN` (and of the network's
+    ``size_multiple``), so the networks' downsampling grids match the whole image's. Where ``overlap`` covers
+    the network's receptive field the result equals the untiled one; beyond it a pixel near a seam sees a
+    little less context. An image that fits in one tile with its overlap is restored whole.
+    ``progress(done, total)`` is called after each tile."""
+    h, w = image.shape[:2]
+    align = math.lcm(TILE_ALIGN, getattr(model, "size_multiple", 1) or 1)
+    if tile < 1 or overlap < 0:
+        raise ValueError(f"tile {tile} and overlap {overlap}: the tile must be at least 1 pixel, the overlap >= 0")
+    tile = max(align, tile // align * align)
+    if h <= tile + 2 * overlap and w <= tile + 2 * overlap:
+        result = restore(model, image, options)
+        if progress is not None:
+            progress(1, 1)
+        return result
+    out = np.empty_like(image)
+    cores = [(ys, xs) for ys in tile_spans(h, tile) for xs in tile_spans(w, tile)]
+    for done, ((y0, y1), (x0, x1)) in enumerate(cores, start=1):
+        top, left = max(0, y0 - overlap) // align * align, max(0, x0 - overlap) // align * align
+        bottom, right = min(h, y1 + overlap), min(w, x1 + overlap)
+        piece = restore(model, np.ascontiguousarray(image[top:bottom, left:right]), options)
+        out[y0:y1, x0:x1] = piece[y0 - top:y1 - top, x0 - left:x1 - left]
+        if progress is not None:
+            progress(done, len(cores))
+    return out
+
+
+def whole_image_statistic(model: nn.Module) -> str | None:
+    """Why a network cannot be restored in tiles (its output at a pixel depends on the whole image), or None:
+    InstanceNorm normalises with the image's own statistics, a global average pool pools over all of it."""
+    for module in model.modules():
+        if isinstance(module, nn.InstanceNorm2d | nn.InstanceNorm1d) and not module.track_running_stats:
+            return "it normalises with statistics of the whole image (InstanceNorm)"
+        if isinstance(module, nn.AdaptiveAvgPool2d):
+            return "it pools over the whole image (global average pooling)"
+    return None

@@ -125,7 +125,7 @@ def verify_kohler(root: Path, expected: Mapping[tuple[int, int], int] | None = K
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=("gopro", "kohler"))
+    parser.add_argument("--dataset", required=True, choices=("gopro", "kohler"), help="which layout to check")
     parser.add_argument("--root", type=Path, required=True, help="dataset root")
     parser.add_argument("--structure-only", action="store_true", help="check the layout, not the known counts")
     parser.add_argument("--out", type=Path, help="write the report here (only when the tree is OK)")

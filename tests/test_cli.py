@@ -46,7 +46,7 @@ def test_deblur_converts_grayscale_and_rgba_and_says_so(weights, tmp_path, capsy
     src = _image(tmp_path / f"in_{mode}.png", mode, (20, 18))
     assert main(["deblur", str(src), "--weights", str(weights), "--device", "cpu"]) == 0
     assert said in capsys.readouterr().out.lower()
-    assert np.array(Image.open(tmp_path / f"in_{mode}_deblurred.png")).shape == (18, 20, 3)
+    assert np.array(Image.open(tmp_path / f"in_{mode}_msr2b.png")).shape == (18, 20, 3)
 
 
 def test_deblur_a_folder(weights, tmp_path):
@@ -56,7 +56,7 @@ def test_deblur_a_folder(weights, tmp_path):
         _image(folder / f"p{i}.png", "RGB", (16 + i, 12))
     (folder / "notes.txt").write_text("not an image, and not picked up")
     assert main(["deblur", str(folder), "--weights", str(weights), "--device", "cpu"]) == 0
-    assert sorted(p.name for p in (tmp_path / "photos_deblurred").iterdir()) == ["p0.png", "p1.png"]
+    assert sorted(p.name for p in (tmp_path / "photos_msr2b").iterdir()) == ["p0.png", "p1.png"]
 
 
 def test_deblur_a_non_image_fails_clearly_and_leaves_nothing(weights, tmp_path, capsys):
@@ -72,7 +72,7 @@ def test_deblur_a_non_image_fails_clearly_and_leaves_nothing(weights, tmp_path, 
 def test_deblur_with_a_classical_method_needs_no_weights(tmp_path):
     src = _image(tmp_path / "in.png", "RGB", (9, 7))
     assert main(["deblur", str(src), "--method", "blurred"]) == 0
-    assert np.array_equal(np.array(Image.open(tmp_path / "in_deblurred.png")), np.array(Image.open(src)))
+    assert np.array_equal(np.array(Image.open(tmp_path / "in_blurred.png")), np.array(Image.open(src)))
 
 
 def test_trained_method_without_weights_and_wrong_weights_fail_clearly(tmp_path, capsys):

@@ -143,7 +143,7 @@ def test_deblur_command_takes_the_official_deblurgan_weights(tmp_path):
 
     Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 41, 3), dtype=np.uint8)).save(image)
     assert main(["deblur", str(image), "--method", "deblurgan", "--weights", str(path), "--device", "cpu"]) == 0
-    assert np.array(Image.open(tmp_path / "photo_deblurred.png")).shape == (30, 41, 3)
+    assert np.array(Image.open(tmp_path / "photo_deblurgan.png")).shape == (30, 41, 3)
     torch.save({"unrelated": torch.zeros(3)}, tmp_path / "other.pth")
     assert main(["deblur", str(image), "--method", "deblurgan", "--weights", str(tmp_path / "other.pth")]) == EXIT_ERROR
 

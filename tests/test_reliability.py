@@ -124,7 +124,7 @@ def test_non_finite_weights_are_refused_at_load(tmp_path, capsys, value):
     src = _image(tmp_path / "in.png")
     assert main(["deblur", str(src), "--weights", str(bad), "--device", "cpu"]) == EXIT_ERROR
     _one_line(capsys, "bad.pt", "NaN or Inf")
-    assert not (tmp_path / "in_deblurred.png").exists()
+    assert not (tmp_path / "in_msr2b.png").exists()
 
 
 def test_non_finite_network_output_is_refused():
@@ -207,7 +207,7 @@ def test_deblur_outputs_never_collide(tmp_path):
     Image.fromarray(np.full((10, 12, 3), 200, np.uint8)).save(folder / "photo.jpg")
     _image(folder / "other.png", seed=2)
     assert main(["deblur", str(folder), "--method", "blurred"]) == 0
-    out = tmp_path / "photos_deblurred"
+    out = tmp_path / "photos_blurred"
     names = sorted(p.name for p in out.iterdir())
     assert names == ["other.png", "photo_jpg.png", "photo_png.png"]
     assert np.array_equal(np.array(Image.open(out / "photo_png.png")), np.array(Image.open(folder / "photo.png")))
@@ -227,7 +227,7 @@ def test_deblur_folder_processes_every_file_and_fails_at_the_end(tmp_path, capsy
     assert "Traceback" not in captured.err
     assert any("b.png" in line for line in err) and any("c.jpg" in line for line in err)
     assert "2 of 4" in err[-1]
-    assert sorted(p.name for p in (tmp_path / "photos_deblurred").iterdir()) == ["a.png", "d.png"]
+    assert sorted(p.name for p in (tmp_path / "photos_blurred").iterdir()) == ["a.png", "d.png"]
 
 
 def test_deblur_overwrites_an_existing_output_only_with_force(tmp_path, capsys):
@@ -252,7 +252,7 @@ def test_full_or_read_only_filesystem_is_one_line(tmp_path, capsys, monkeypatch,
 
     monkeypatch.setattr(Image.Image, "save", failing_save)
     assert main(["deblur", str(src), "--method", "blurred"]) == exit_code
-    _one_line(capsys, "photo_deblurred.png")
+    _one_line(capsys, "photo_blurred.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
 
 
@@ -286,7 +286,7 @@ def test_decompression_bomb_is_one_line(tmp_path, capsys, size):
     bomb = _png_header_only(tmp_path / "bomb.png", *size)
     assert main(["deblur", str(bomb), "--method", "blurred"]) == EXIT_ERROR
     _one_line(capsys, "bomb.png", f"{size[0]}x{size[1]}")
-    assert not (tmp_path / "bomb_deblurred.png").exists()
+    assert not (tmp_path / "bomb_blurred.png").exists()
     with pytest.raises(ValueError, match="bomb.png"):
         data_module.read_image(bomb)
 
