@@ -136,22 +136,37 @@ def _threads(n: int | None) -> None:
 
 # -- subcommands ----------------------------------------------------------------------------------
 def cmd_methods(args: argparse.Namespace) -> int:
-    from benchmark import registry
-    from models.generator import count_parameters
+    import shutil
+    import textwrap
 
-    rows = []
-    for m in registry.available():
-        params = count_parameters(m.build(m.options())) if m.build is not None else 0
-        rows.append((m.name, m.display_name, m.kind, f"{params:,}", m.summary))
+    from benchmark import registry
+
+    methods = registry.available()
+    params = {}
+    if args.params:  # builds every network: imports torch, seconds per method
+        from models.generator import count_parameters
+
+        params = {m.name: count_parameters(m.build(m.options())) for m in methods if m.build is not None}
     if args.json:
-        keys = ("name", "display_name", "kind", "params", "summary")
-        print(json.dumps([dict(zip(keys, r, strict=True)) for r in rows], indent=2))
+        print(json.dumps([{"name": m.name, "display_name": m.display_name, "kind": m.kind, "summary": m.summary,
+                           **({"params": params.get(m.name, 0)} if args.params else {})} for m in methods],
+                         indent=2))
         return 0
-    widths = [max(len(r[i]) for r in rows + [("name", "display name", "kind", "params", "")]) for i in range(4)]
-    header = ("name", "display name", "kind", "params")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)))
+    columns = [("name", [m.name for m in methods]), ("kind", [m.kind for m in methods])]
+    if args.params:
+        columns.append(("params", [f"{params[m.name]:,}" if m.name in params else "–" for m in methods]))
+    widths = [max(len(header), *map(len, values)) for header, values in columns]
+    indent = sum(widths) + 2 * len(widths)
+    wrap = max(30, min(shutil.get_terminal_size((100, 24)).columns, 100) - indent)
+    print("  ".join(h.ljust(w) for (h, _), w in zip(columns, widths, strict=True)) + "  display name")
+    for i, m in enumerate(methods):
+        lines = textwrap.wrap(m.display_name, wrap) or [""]
+        cells = [values[i].ljust(w) for (_, values), w in zip(columns, widths, strict=True)]
+        print("  ".join(cells) + "  " + lines[0])
+        for line in lines[1:]:
+            print(" " * indent + line)
+    if not args.params:
+        print("\n(--params adds parameter counts, --json the summaries)")
     return 0
 
 
@@ -497,20 +512,32 @@ def _common(p: argparse.ArgumentParser, *, device: bool = False, config: bool = 
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("deblurbench")
+    except metadata.PackageNotFoundError:
+        return "(not installed: run from a checkout)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deblurbench",
         description="Reproduction suite for the MSR2B multi-scale conditional GAN for image deblurring "
                     "(Qi & Wang 2023). The Snakefile runs these steps; each also works on its own.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=func)
         return p
 
-    p = add("methods", cmd_methods, "list the registered methods with their parameter counts")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p = add("methods", cmd_methods, "list the registered methods (name, kind, display name)")
+    p.add_argument("--params", action="store_true",
+                   help="also count each network's parameters (builds every network: imports torch, seconds)")
+    p.add_argument("--json", action="store_true", help="print JSON (with each method's summary) instead of a table")
 
     p = add("synthesise", cmd_synthesise, "make the embedded synthetic camera-shake data (GOPRO and Köhler layouts)")
     p.add_argument("--out", type=Path, required=True, help="folder to create (gopro/ and kohler/ inside)")
@@ -519,8 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("cache", cmd_cache, "decode a GOPRO-layout split into a memory-mapped random-crop cache")
     p.add_argument("--data", type=Path, required=True, help="GOPRO-layout root")
-    p.add_argument("--split", default="train", choices=("train", "test"))
-    p.add_argument("--blur-folder", default="blur", choices=("blur", "blur_gamma"))
+    p.add_argument("--split", default="train", choices=("train", "test"), help="which split (default: train)")
+    p.add_argument("--blur-folder", default="blur", choices=("blur", "blur_gamma"),
+                   help="GOPRO's blurred-input folder (default: blur)")
     p.add_argument("--out", type=Path, required=True, help="cache folder to write")
 
     p = add("train", cmd_train, "train a method's network with the one training loop (resumable)")
@@ -547,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--gamma", action="store_true", help="also GOPRO's blur_gamma inputs (set gopro_gamma)")
 
     p = add("restore", cmd_restore, "restore the test sets with a method, writing PNGs (one folder per set)")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="registered method (`deblurbench methods`)")
     p.add_argument("--weights", type=Path, help="trained weights (model.pt / checkpoint.pt / official release)")
     test_sets(p)
     p.add_argument("--options", type=_json_arg, help="JSON of method options")
@@ -567,13 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config=False)
 
     p = add("time", cmd_time, "time a method at 1280x720 (median of N runs), with params and MACs")
-    p.add_argument("--method", required=True)
+    p.add_argument("--method", required=True, help="registered method (`deblurbench methods`)")
     p.add_argument("--weights", type=Path, help="weights (optional: timing does not depend on their values)")
-    p.add_argument("--options", type=_json_arg)
-    p.add_argument("--width", type=int)
-    p.add_argument("--height", type=int)
-    p.add_argument("--runs", type=int)
-    p.add_argument("--warmup", type=int)
+    p.add_argument("--options", type=_json_arg, help="JSON of method options")
+    p.add_argument("--width", type=int, help="image width (default: the profile's timing.width, else 1280)")
+    p.add_argument("--height", type=int, help="image height (default: the profile's timing.height, else 720)")
+    p.add_argument("--runs", type=int, help="timed runs, the median is kept (default: timing.runs, else 10)")
+    p.add_argument("--warmup", type=int, help="untimed runs first (default: timing.warmup, else 2)")
     p.add_argument("--out", type=Path, required=True, help="JSON to write")
     _common(p, device=True)
 
@@ -602,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
                               ("report", cmd_report, "render the self-contained HTML report")):
         p = add(name, func, help_)
         p.add_argument("--results", type=Path, required=True, help="results/<profile> folder")
-        p.add_argument("--out", type=Path, required=True)
+        p.add_argument("--out", type=Path, required=True,
+                       help="where to write (tables, figures: a folder; report: the HTML file)")
         _common(p)
 
     p = add("plan", cmd_plan, "before a long run: each training's iterations, time per iteration, GPU-hours, "
@@ -630,9 +659,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices.claim_if_asked()  # a workflow GPU job: its own device, before torch sees any
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `deblurbench`: what it can do
+        parser.print_help()
+        return 0
     code = EXIT_ERROR
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+        return code
+    except BrokenPipeError:  # `deblurbench methods | head`: the reader has gone, which is no error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
     except CliError as err:
         message = err
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:

@@ -1,6 +1,9 @@
 """The end-user command line: deblur any image, clear errors, nothing half-written."""
 
+import argparse
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +11,7 @@ import torch
 from PIL import Image
 
 from benchmark import registry
-from benchmark.cli import EXIT_ERROR, main
+from benchmark.cli import EXIT_ERROR, build_parser, main
 
 OPTIONS = {"block": "msr2b", "k": 1, "width": 8, "w0": "identity"}
 
@@ -85,16 +88,58 @@ def test_trained_method_without_weights_and_wrong_weights_fail_clearly(tmp_path,
     assert "wrong.pt" in capsys.readouterr().err
 
 
-def test_methods_lists_every_registered_method_with_parameters(capsys):
+def test_methods_lists_every_registered_method_and_counts_parameters_on_request(capsys):
     assert main(["methods", "--json"]) == 0
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
-    assert set(listed) == {m.name for m in registry.available()}
-    assert int(listed["msr2b"]["params"].replace(",", "")) > 0
+    assert set(listed) == {m.name for m in registry.available()} and "params" not in listed["msr2b"]
+    assert main(["methods", "--json", "--params"]) == 0
+    listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert listed["msr2b"]["params"] > 0 and listed["pan"]["params"] == 0
 
 
-def test_every_subcommand_has_help(capsys):
-    for command in ("train", "restore", "score", "time", "deblur", "methods", "report", "fetch", "prepare"):
+def test_methods_table_fits_100_columns(capsys):
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert max(map(len, out.splitlines())) <= 100
+    assert all(m.name in out for m in registry.available())
+
+
+def test_methods_into_a_closed_pipe_is_no_error():
+    """`deblurbench methods | head`: the reader leaves early; no traceback, no "Broken pipe" error."""
+    run = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "methods", "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    run.stdout.close()
+    err = run.stderr.read().decode()
+    assert run.wait() == 0 and err == ""
+
+
+def test_every_subcommand_and_option_has_help(capsys):
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"train", "restore", "score", "time", "deblur", "methods", "report", "fetch", "prepare", "plan"} <= set(
+        commands)
+    for name, sub in commands.items():
+        for action in sub._actions:
+            assert action.help and action.help != argparse.SUPPRESS, (name, action.dest)
         with pytest.raises(SystemExit) as stop:
-            main([command, "--help"])
+            main([name, "--help"])
         assert stop.value.code == 0
     assert "usage" in capsys.readouterr().out
+
+
+def test_fetch_help_names_the_releases(capsys):
+    from benchmark.releases import RELEASES
+
+    with pytest.raises(SystemExit):
+        main(["fetch", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(name in out for name in RELEASES) and ".py" not in out
+
+
+def test_version_and_bare_command_print_and_succeed(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("deblurbench ")
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: deblurbench") and "deblur" in out and "methods" in out
