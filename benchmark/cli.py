@@ -38,10 +38,27 @@ def _json_arg(text: str) -> dict[str, Any]:
     return value
 
 
+PROFILES = Path(__file__).resolve().parents[1] / "config"  # the profiles of this checkout
+
+
+def profile_file(value: str) -> Path:
+    """``--config``: a YAML file, or the name of a profile (``paper`` for ``config/paper.yaml``, looked up in
+    ``./config`` and then in this checkout's ``config/``)."""
+    path = Path(value)
+    if not path.exists() and not path.suffix and len(path.parts) == 1:
+        for folder in (Path("config"), PROFILES):
+            if (folder / f"{value}.yaml").is_file():
+                return folder / f"{value}.yaml"
+    return path
+
+
 def load_profile(path: Path | None) -> dict[str, Any]:
     """A profile YAML from ``config/`` (or any file of that shape); ``{}`` when none is given."""
     if path is None:
         return {}
+    if not Path(path).exists():
+        names = sorted(p.stem for p in PROFILES.glob("*.yaml") if p.stem != "schema")
+        raise CliError(f"--config {path}: no such file, nor a profile of that name (profiles: {', '.join(names)})")
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -443,20 +460,24 @@ def cmd_deblur(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from benchmark.plan import format_plan, make_plan
+    from benchmark.plan import format_notes, format_plan, make_plan
     from benchmark.train import resolve_device
 
     _threads(args.threads)
     if args.config is None:
-        raise CliError("give the profile to plan: --config config/paper.yaml")
+        raise CliError("give the profile to plan: --config paper (or a YAML file such as config/paper.yaml)")
     profile = load_profile(args.config)
     missing = [k for k in ("profile", "data", "train", "fig5") if k not in profile]
     if missing:
         raise CliError(f"{args.config}: not a profile (no {', '.join(missing)})")
+    if args.probe_seconds is not None and args.probe_seconds < 0:
+        raise CliError(f"--probe-seconds {args.probe_seconds:g}: must be 0 (no probe) or more")
     plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds,
-                             device=resolve_device(args.device))
-    text = format_plan(profile["profile"], plan, source)
-    print(text)
+                             device=resolve_device(args.device),
+                             warn=lambda text: print(f"deblurbench plan: warning: {text}", file=sys.stderr, flush=True))
+    print(format_plan(profile["profile"], plan, source))
+    if format_notes(plan):
+        print("\nProbe notes:\n" + format_notes(plan))
     if args.out is not None:
         _write_text(args.out, json.dumps({"profile": profile["profile"], "source": source, **plan}, indent=2))
     return 0
@@ -504,7 +525,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, *, device: bool = False, config: bool = True) -> None:
     if config:
-        p.add_argument("--config", type=Path, help="profile YAML (config/quick.yaml, ...) supplying defaults")
+        p.add_argument("--config", type=profile_file,
+                       help="profile: a name (quick, smoke, paper) or a YAML file (config/quick.yaml, ...)")
     if device:
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="where to run (default: auto = cuda if available)")
@@ -639,8 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-check", type=Path, default=Path("results/gpu_check"),
                    help="gpu_check JSON, or a folder whose newest gpu_check*.json is used (default: results/gpu_check)")
     p.add_argument("--probe-seconds", type=float,
-                   help="probe this machine for this many seconds in all instead of reading a gpu_check JSON "
-                        "(the default, 60 s, when there is none); 0 lists the jobs and iterations untimed")
+                   help="probe this machine for this many seconds in all, making the data, building the "
+                        "networks and warming up included, instead of reading a gpu_check JSON (the default, 60 s, "
+                        "when there is none); 0 lists the jobs and iterations untimed")
     p.add_argument("--out", type=Path, help="also write the plan as JSON here")
     _common(p, device=True)
 

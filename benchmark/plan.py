@@ -7,6 +7,11 @@ run for a few seconds at each job's own crop, batch, losses and critic steps on 
 The trainings are independent jobs; on N GPUs they are placed longest first on the GPU that frees
 up first, and the wall time is the last one's end. Everything outside training (fetch, restore,
 score, report) takes minutes and is not counted.
+
+A probe keeps to its time budget, making the probe data, building the networks and the warm-up
+included: each job gets an equal share of what is left, and a job still running at the end of its
+share is stopped (:func:`deadline`; a running torch operation finishes first) and listed as not
+measured, with what it was doing.
 """
 
 from __future__ import annotations
@@ -14,15 +19,71 @@ from __future__ import annotations
 import json
 import math
 import resource
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 GPU_COUNTS = (1, 4, 8)
 GPU_CHECK_DIR = Path("results/gpu_check")
+DEFAULT_PROBE_SECONDS = 60.0
+MIN_SHARE_SECONDS = 0.5  # a job whose share of the budget is shorter is not started
+PAPER_PIXELS = 256 * 256  # the paper's crop: a batch of this many pixels or more is "paper sizes"
+
+
+class OutOfTime(Exception):
+    """A probe's share of the time budget ran out."""
+
+
+class Deadline:
+    """A point in time (``time.monotonic()``) after which a probe stops: :class:`OutOfTime` is raised in the
+    main thread inside an :meth:`interruptible` block (Python runs the signal handler between bytecodes, so a
+    torch operation in progress finishes first). Outside such a block (making data, building the networks,
+    importing their modules, which must never be cut half-way) the expiry is noted and raised by the next
+    :meth:`check` or :meth:`interruptible`. Outside the main thread it is only checked there."""
+
+    def __init__(self, at: float) -> None:
+        self.at, self.expired, self._armed = at, False, False
+
+    def check(self) -> None:
+        if self.expired or time.monotonic() >= self.at:
+            self.expired = True
+            raise OutOfTime
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        self.check()
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+    @contextmanager
+    def alarm(self) -> Iterator[Deadline]:
+        """Arm the timer for the whole probe (the handler raises only inside :meth:`interruptible`)."""
+        self.check()
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def expire(signum: int, frame: Any) -> None:
+            self.expired = True
+            if self._armed:
+                raise OutOfTime
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, max(self.at - time.monotonic(), 1e-3))
+        try:
+            yield self
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -88,11 +149,16 @@ def peak_memory_mb(device: Any) -> float:
 
 
 def probe(job: Job, device: Any, seconds: float, workdir: Path, *, precision: str | None = None,
-          compile: bool = False, warmup_iterations: int = 2, data_size: int | None = None) -> dict[str, Any]:
+          compile: bool = False, warmup_iterations: int = 2, data_size: int | None = None,
+          stage: dict[str, Any] | None = None, deadline: Deadline | None = None) -> dict[str, Any]:
     """Time ``job``'s training iteration with the one training loop: ``warmup_iterations`` first
     (cudnn autotuning, compilation, the allocator), then as many as fit in ``seconds``. The time is
     the loop's own clock over the measured iterations, the device read at the end included.
-    The VGG19 of a perceptual loss is randomly initialised (same cost as the ImageNet weights)."""
+    The VGG19 of a perceptual loss is randomly initialised (same cost as the ImageNet weights).
+    ``stage`` is kept up to date with what the probe is doing, and ``deadline`` (a :class:`Deadline`) may
+    stop it: while data are made and networks built only between those steps, during the iterations at once."""
+    stage = {} if stage is None else stage
+    deadline = deadline or Deadline(math.inf)
     import torch
 
     from benchmark import registry
@@ -104,16 +170,30 @@ def probe(job: Job, device: Any, seconds: float, workdir: Path, *, precision: st
                 "epochs_decay": 0, "log_every": 10**9, "checkpoint_every": 10**9, "compile": compile}
     if precision is not None:
         settings["precision"] = precision
+    stage.update(at="making the probe data", since=time.monotonic())
     cache = probe_data(workdir, data_size or settings["crop"])
     sampler = CropSampler(cache, crop=settings["crop"], seed=settings["seed"])
+    deadline.check()
     with tempfile.TemporaryDirectory(dir=workdir) as out:
+        stage.update(at="building the networks", since=time.monotonic())
         trainer = Trainer(method, job.options, settings, sampler, Path(out), device)
-        trainer.run(stop_after=warmup_iterations)
+        stage.update(at=f"in {warmup_iterations} warm-up iteration(s)", since=time.monotonic())
+        with deadline.interruptible():
+            trainer.run(stop_after=warmup_iterations)
+        warm = (time.monotonic() - stage["since"]) / warmup_iterations
+        stage.update(at="in its first timed iteration", since=time.monotonic())
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         done, clock = trainer.iteration, trainer.wall_seconds
-        trainer.run(resume=True, time_limit=seconds)
+        # Stop the loop one warm-up iteration's length before the deadline, so its last iteration ends in time.
+        limit = min(seconds, deadline.at - time.monotonic() - 1.2 * warm)
+        try:
+            with deadline.interruptible():
+                trainer.run(resume=True, time_limit=max(limit, 0.0))
+        except OutOfTime:  # stopped inside an iteration: the ones completed count
+            if trainer.iteration == done:  # none: the warm-up iteration's time stands for one
+                return {"run": job.run, "ms_per_iteration": 1000 * warm, "from_warmup": True}
         n, elapsed = trainer.iteration - done, trainer.wall_seconds - clock
         return {"run": job.run, "method": job.method, "precision": trainer.speed["precision"],
                 "compiled": trainer.speed.get("compiled", "none"), "crop": settings["crop"],
@@ -161,12 +241,44 @@ def measured_times(record: Mapping[str, Any], precision: str) -> dict[str, float
             if t["precision"] == precision and t["compiled"] == "none"}
 
 
-def probe_times(jobs: Sequence[Job], device: Any, seconds: float, workdir: Path) -> dict[str, float]:
-    """run -> ms per iteration, each job probed for ``seconds`` (its profile's precision)."""
-    times = {}
-    for job in jobs:
-        times[job.run] = probe(job, device, seconds, workdir, warmup_iterations=1)["ms_per_iteration"]
-    return times
+def probe_times(jobs: Sequence[Job], device: Any, seconds: float, workdir: Path,
+                started: float | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """(run -> ms per iteration, run -> why it was not measured or how it was): every job probed in its profile's
+    precision, all of it (data, building, warm-up) within ``seconds`` from ``started`` (monotonic; default
+    now). Each job gets an equal share of the time left when it starts."""
+    end = (time.monotonic() if started is None else started) + seconds
+    times, notes = {}, {}
+    for i, job in enumerate(jobs):
+        share = (end - time.monotonic()) / (len(jobs) - i)
+        if share < MIN_SHARE_SECONDS:
+            notes[job.run] = "the time budget was spent before its turn"
+            continue
+        stage: dict[str, Any] = {"at": "starting", "since": time.monotonic()}
+        try:
+            with Deadline(time.monotonic() + share).alarm() as deadline:
+                result = probe(job, device, share, workdir, warmup_iterations=1, stage=stage, deadline=deadline)
+            times[job.run] = result["ms_per_iteration"]
+            if result.get("from_warmup"):
+                notes[job.run] = (f"timed by its warm-up iteration alone (no timed iteration fitted in its "
+                                  f"{share:.1f} s share): one-time costs included, an overestimate")
+        except OutOfTime:
+            notes[job.run] = (f"stopped at the end of its {share:.1f} s share, {stage['at']} for "
+                              f"{time.monotonic() - stage['since']:.1f} s")
+    return times, notes
+
+
+def paper_sizes_on_cpu(jobs: Sequence[Job], device: Any) -> str | None:
+    """A warning before a CPU probe of trainings at the paper's sizes (what a GPU is for), or None."""
+    big = [j for j in jobs if j.settings["crop"] ** 2 * j.settings["batch_size"] >= PAPER_PIXELS]
+    if device.type != "cpu" or not big:
+        return None
+    crops = sorted({j.settings["crop"] for j in big})
+    batches = sorted({j.settings["batch_size"] for j in big})
+    return (f"probing {len(big)} trainings at the paper's sizes ({'/'.join(map(str, crops))} px crops, batch "
+            f"{'/'.join(map(str, batches))}) on the CPU: an iteration takes seconds to minutes here, so within the "
+            "budget most stay unmeasured, and what is measured is CPU time, not a GPU estimate. For a GPU "
+            "estimate run benchmarks/gpu_check.py on the GPU and pass its JSON with --gpu-check; "
+            "--probe-seconds 0 lists the jobs untimed.")
 
 
 def format_plan(profile: str, plan: Mapping[str, Any], source: str) -> str:
@@ -189,9 +301,19 @@ def format_plan(profile: str, plan: Mapping[str, Any], source: str) -> str:
     return "\n".join(lines)
 
 
+def format_notes(plan: Mapping[str, Any]) -> str:
+    """Why a job of a probe was not measured, or how it was, one line each (empty when all were, plainly)."""
+    reasons = plan.get("probe_notes", {})
+    return "\n".join(f"- {run}: {why}" for run, why in reasons.items())
+
+
 def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: float | None,
-              device: Any, workdir: Path | None = None) -> tuple[dict[str, Any], str]:
-    """(plan, where its times come from): the gpu_check JSON unless a probe is asked for or none exists."""
+              device: Any, workdir: Path | None = None,
+              warn: Callable[[str], None] | None = None) -> tuple[dict[str, Any], str]:
+    """(plan, where its times come from): the gpu_check JSON unless a probe is asked for or none exists.
+    A probe keeps to ``probe_seconds`` (default 60 s) from this call on, and ``warn`` hears first when it
+    is about to probe the paper's sizes on a CPU."""
+    started = time.monotonic()
     jobs = training_jobs(cfg)
     precision = cfg["train"].get("precision", "fp32")
     record_path = latest_gpu_check(gpu_check) if gpu_check is not None and probe_seconds is None else None
@@ -203,15 +325,18 @@ def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: 
         measured_on = record["hardware"]["device"]
         source = (f"{record_path}, measured on {record['hardware'].get('gpu') or record['hardware']['cpu']} "
                   f"({precision})")
+        notes = {}
     else:
-        seconds = probe_seconds if probe_seconds is not None else 60.0
-        per_job = max(seconds / len(jobs), 0.5)
-        started = time.perf_counter()
+        seconds = probe_seconds if probe_seconds is not None else DEFAULT_PROBE_SECONDS
+        warning = paper_sizes_on_cpu(jobs, device)
+        if warning and warn is not None:
+            warn(warning)
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            times = probe_times(jobs, device, per_job, Path(tmp))
+            times, notes = probe_times(jobs, device, seconds, Path(tmp), started=started)
         from benchmark.timing import hardware
 
         where, measured_on = hardware(device), device.type
-        source = (f"a {time.perf_counter() - started:.0f} s probe on this machine "
-                  f"({where.get('gpu') or where['cpu']}, {device.type}, {precision}, {per_job:.1f} s per job)")
-    return estimate(jobs, times) | {"measured_on": "cpu" if measured_on == "cpu" else "gpu"}, source
+        source = (f"a {time.monotonic() - started:.0f} s probe on this machine (budget {seconds:g} s; "
+                  f"{where.get('gpu') or where['cpu']}, {device.type}, {precision})")
+    plan = estimate(jobs, times) | {"measured_on": "cpu" if measured_on == "cpu" else "gpu"}
+    return plan | ({"probe_notes": notes} if notes else {}), source

@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,18 +89,65 @@ def test_gpu_check_tiny_runs_every_path_through_the_training_loop(tmp_path, monk
 
 
 def test_plan_probes_this_machine_when_asked(tmp_path, capsys):
-    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    cfg["methods"] |= {"msr2b": {"k": 1, "width": 8}, "res2net": {"k": 1, "width": 8}, "resnet": {"k": 1, "width": 8},
-                       "deblurgan": {"ngf": 8, "n_blocks": 1}, "deepdeblur": {"features": 8, "blocks": 1}}
-    cfg["train"]["n_critic"] = 1
-    cfg["fig5"]["k"] = [1]
     path = tmp_path / "smoke.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(_tiny_smoke(tmp_path)))
     out = tmp_path / "plan.json"
-    assert main(["plan", "--config", str(path), "--probe-seconds", "1", "--device", "cpu", "--out", str(out)]) == 0
+    # The budget holds making the data, building the 8 networks and warming up: a few seconds of it each.
+    assert main(["plan", "--config", str(path), "--probe-seconds", "16", "--device", "cpu", "--out", str(out)]) == 0
     assert "probe on this machine" in capsys.readouterr().out
     plan = json.loads(out.read_text())
-    assert not plan["unmeasured"] and all(r["ms_per_iteration"] > 0 for r in plan["jobs"])
+    # A loaded machine may leave a job unmeasured within its share: then it says why.
+    measured = [r for r in plan["jobs"] if r["ms_per_iteration"] is not None]
+    assert measured and all(r["ms_per_iteration"] > 0 for r in measured)
+    assert set(plan["unmeasured"]) <= set(plan.get("probe_notes", {}))
     assert [r["iterations"] for r in plan["jobs"]][0] == 2  # smoke: 1 epoch of 2 pairs, batch 1
     assert main(["plan", "--config", str(path), "--probe-seconds", "0"]) == 0
     assert "not measured" in capsys.readouterr().out
+
+
+def _tiny_smoke(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    small = {"msr2b": {"k": 1, "width": 8}, "res2net": {"k": 1, "width": 8}, "resnet": {"k": 1, "width": 8},
+             "deblurgan": {"ngf": 8, "n_blocks": 1},
+             "deepdeblur": {"features": 8, "blocks": 1, "train": {"batch_size": 2}}}
+    for name, options in small.items():  # the profile's own crops stay
+        section = cfg["methods"].get(name, {})
+        cfg["methods"][name] = {**section, **options, "train": {**section.get("train", {}), **options.get("train", {})}}
+    cfg["train"]["n_critic"] = 1
+    cfg["fig5"]["k"] = [1]
+    return cfg
+
+
+def test_a_probe_is_stopped_at_the_end_of_its_budget_even_inside_an_iteration(tmp_path, monkeypatch):
+    """An iteration that would take a minute (a paper-size step on a CPU) is cut at its share of the budget,
+    and every job it left unmeasured says what it was doing; nothing raises."""
+    import torch
+
+    import benchmark.train as train
+    from benchmark.plan import make_plan
+
+    monkeypatch.setattr(train.Trainer, "step", lambda self: time.sleep(60))
+    plan, source = make_plan(_tiny_smoke(tmp_path), gpu_check=None, probe_seconds=1.5, device=torch.device("cpu"),
+                             workdir=tmp_path)
+    reasons = plan["probe_notes"]
+    assert set(reasons) == {j["run"] for j in plan["jobs"]} == set(plan["unmeasured"])
+    assert any("warm-up iteration" in why for why in reasons.values())
+    assert all("share" in why or "before its turn" in why for why in reasons.values())
+    assert "budget 1.5 s" in source
+
+
+def test_plan_takes_a_profile_name_and_warns_before_probing_paper_sizes_on_a_cpu(capsys):
+    import torch
+
+    from benchmark.plan import paper_sizes_on_cpu
+
+    assert main(["plan", "--config", "paper", "--probe-seconds", "0"]) == 0
+    assert "| msr2b | 630,900 | 256 | 1 | not measured | – |" in capsys.readouterr().out
+    jobs = training_jobs(_paper())
+    warning = paper_sizes_on_cpu(jobs, torch.device("cpu"))
+    assert "paper's sizes" in warning and "--gpu-check" in warning
+    assert paper_sizes_on_cpu(jobs, torch.device("cuda")) is None
+    assert paper_sizes_on_cpu(training_jobs(yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())),
+                              torch.device("cpu")) is None
+    assert main(["plan", "--config", "no-such-profile"]) == 2
+    assert "profiles: paper, quick, smoke" in capsys.readouterr().err
