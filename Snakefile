@@ -26,6 +26,13 @@ onstart:
     write_resolved_config()
 
 
+onsuccess:
+    # Where to look: the last line of a successful run (only when the report exists, e.g. not after `-n`).
+    if Path(f"{R}/report/index.html").exists():
+        print(f"\nThe report of profile {PROFILE}: {Path(R, 'report', 'index.html').resolve()} "
+              f"(every number as CSV beside it)")
+
+
 rule all:
     input:
         f"{R}/report/index.html",

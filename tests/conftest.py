@@ -63,6 +63,7 @@ def smoke_run(tmp_path_factory, plugin_env):
     logs = "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in (workdir / "results/smoke/logs").glob("*.log")
                      if "rror" in p.read_text())
     assert result.returncode == 0, f"{result.stderr[-4000:]}\n{logs}"
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)  # what the user saw
     print(f"smoke profile: {elapsed:.1f} s")
     return workdir / "results" / "smoke", workdir
 

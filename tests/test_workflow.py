@@ -266,3 +266,10 @@ def _train_process(workdir: Path) -> int | None:
         if "train" in text and "--run" in text and Path(cwd) == workdir.resolve():
             return int(proc.name)
     return None
+
+
+def test_a_successful_run_ends_by_naming_the_report(smoke_run):
+    results, workdir = smoke_run
+    said = (workdir / "snakemake.out").read_text().strip().splitlines()
+    report = (results / "report" / "index.html").resolve()
+    assert any(str(report) in line for line in said[-3:]), said[-3:]
