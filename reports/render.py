@@ -21,7 +21,8 @@ import pandas as pd
 import yaml
 
 from benchmark import registry
-from reports.tables import PAPER_ITERATIONS
+from reports.numbers import base_decimals, column_decimals, interval, number, short_name
+from reports.tables import HEADLINE_SSIM, INPUT, KOHLER_SSIM, PAPER_ITERATIONS, paper_numbers
 
 PACKAGES = ("torch", "torchvision", "numpy", "scipy", "pandas", "scikit-image", "pyiqa", "snakemake", "jinja2",
             "matplotlib")
@@ -235,17 +236,32 @@ def _fmt(value: Any, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return number(value, digits)
     return str(value)
 
 
-def _cells(row: Mapping[str, Any], metric: str, digits: int) -> dict[str, Any]:
+def paper_comparable(cfg: Mapping[str, Any]) -> bool:
+    """A difference to the paper's numbers means something only on the paper's data (GOPRO and Köhler)."""
+    return cfg["data"]["source"] != "synthetic"
+
+
+def _cells(row: Mapping[str, Any], metric: str, digits: int, comparable: bool) -> dict[str, Any]:
+    """A table cell: this run's value (± the std over seeds), the paper's, and the difference to the paper,
+    which is left out (``delta`` empty) where the data are not the paper's."""
     paper, ours, delta = row.get(f"paper_{metric}"), row.get(metric), row.get(f"delta_{metric}")
-    sign = "" if delta is None or (isinstance(delta, float) and math.isnan(delta)) else ("+" if delta >= 0 else "")
     std = row.get(f"{metric}_std")  # over seeds, when the profile has several (reports/tables.py)
     spread = "" if std is None or (isinstance(std, float) and math.isnan(std)) else f" ± {_fmt(std, digits)}"
-    return {"paper": _fmt(paper, digits), "ours": _fmt(ours, digits) + spread, "delta": sign + _fmt(delta, digits),
+    paper_digits = (0 if paper is not None and paper >= 100 else 2) if "time" in metric else base_decimals(metric)
+    return {"paper": _fmt(paper, paper_digits),
+            "ours": _fmt(ours, digits) + spread,
+            "delta": number(delta, digits, sign=True) if comparable and delta is not None else "",
             "below": bool(row.get(f"below_input_{metric}"))}
+
+
+def _column_digits(rows: list[Mapping[str, Any]], metric: str, base: int) -> int:
+    """Decimals for a column: enough that a value differing from the blurred input's prints differently."""
+    reference = next((r.get(metric) for r in rows if r.get("method") == INPUT), None)
+    return column_decimals([r.get(metric) for r in rows], reference, base)
 
 
 def _iterations(value: Any) -> str:
@@ -257,6 +273,139 @@ def _records(path: Path) -> list[dict[str, Any]]:
         return []
     frame = pd.read_csv(path)
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def display_names() -> dict[str, str]:
+    """Method name -> the row label of the tables (the input: "Blurred input")."""
+    return {m.name: m.display_name for m in registry.available()}
+
+
+def difference_rows(diffs: list[Mapping[str, Any]], names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The paired differences with display names and as many decimals as their intervals need."""
+    rows = []
+    for d in diffs:
+        estimate, ci = interval(d["difference"], d["ci_low"], d["ci_high"], base_decimals(d["metric"]))
+        rows.append({**d, "a_name": names.get(d["a"], d["a"]), "b_name": names.get(d["b"], d["b"]),
+                     "estimate": estimate, "ci": ci, "verdict": _verdict(d)})
+    return rows
+
+
+def _verdict(d: Mapping[str, Any]) -> str:
+    """better / worse where the 95% interval excludes zero, else unresolved."""
+    if d["ci_low"] is None or d["ci_high"] is None:
+        return "unresolved"
+    return "better" if d["ci_low"] > 0 else "worse" if d["ci_high"] < 0 else "unresolved"
+
+
+HEADLINE_COLUMNS = (("gopro", "psnr", "GOPRO PSNR (dB)"), ("gopro", HEADLINE_SSIM, "GOPRO SSIM"),
+                    ("kohler", "psnr", "Köhler PSNR (dB)"), ("kohler", KOHLER_SSIM, "Köhler SSIM"))
+
+
+def key_comparisons(diffs: list[Mapping[str, Any]], cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The headline's rows: the main model against the blurred input, the ResNet / Res2Net blocks and each
+    method of the paper's Table 2, per test set and metric, with the paper's own difference where this
+    run's data are the paper's."""
+    main = cfg["fig5"]["method"]
+    names = display_names()
+    numbers = paper_numbers()
+    paper = {(r.table, r.method, r.metric): r.value for r in numbers.itertuples()}
+    table2_methods = [m for m in dict.fromkeys(numbers.query("table == 'table2'").method) if m != main]
+    found = {(d["dataset"], d["b"], d["metric"]): d for d in difference_rows(diffs, names) if d["a"] == main}
+    rows = []
+    for other in (INPUT, "resnet", "res2net", *table2_methods):
+        cells = []
+        for dataset, metric, _ in HEADLINE_COLUMNS:
+            d = found.get((dataset, other, metric))
+            key = f"{dataset}_{'psnr' if metric == 'psnr' else 'ssim'}"
+            table = "table1" if other in ("resnet", "res2net") else "table2"
+            ours_paper, theirs_paper = paper.get((table, main, key)), paper.get((table, other, key))
+            paper_diff = (number(ours_paper - theirs_paper, base_decimals(metric), sign=True)
+                          if paper_comparable(cfg) and ours_paper is not None and theirs_paper is not None else "")
+            cells.append(None if d is None else {**d, "paper": paper_diff})
+        if any(cells):
+            rows.append({"method": other, "label": short_name(names.get(other, other)), "cells": cells,
+                         "images": max(c["images"] for c in cells if c)})
+    return rows
+
+
+def what_ran(cfg: Mapping[str, Any], table2: list[Mapping[str, Any]], progress: list[Mapping[str, Any]],
+             stages: list[tuple[str, float, int]], hardware: Mapping[str, str]) -> list[str]:
+    """The headline's account of the run: data, methods, training length, hardware, time."""
+    scored = [r for r in table2 if r.get("status") == "reproduced" and r.get("method") != INPUT]
+    gopro = max((int(r.get("images_gopro") or 0) for r in scored), default=0)
+    kohler = max((int(r.get("images_kohler") or 0) for r in scored), default=0)
+    if cfg["data"]["source"] == "synthetic":
+        s = cfg["data"]["synthetic"]
+        data = (f"Synthetic camera shake (profile {cfg['profile']}): {s['train_pairs']} training pairs of "
+                f"{s['size']}x{s['size']} px, {gopro} GOPRO-like test images and {kohler} Köhler-like ones at "
+                f"{s['kohler_size']}x{s['kohler_size']} px.")
+    else:
+        data = f"GOPRO ({gopro} test pairs) and Köhler ({kohler} blurred images), profile {cfg['profile']}."
+    trained = [r for r in scored if r.get("kind") == "trained"]
+    lines = [data, f"{len(scored)} methods restored and scored ({len(trained)} trained networks, "
+                   f"{len(scored) - len(trained)} classical), each against the blurred input itself."]
+    if progress:
+        iterations = sorted(int(r["iterations"]) for r in progress)
+        share = max(float(r["fraction_of_paper"]) for r in progress)
+        lines.append(f"Training: {iterations[0]:,}–{iterations[-1]:,} iterations per network ({percent(share)} "
+                     f"of the paper's {PAPER_ITERATIONS:,} at most), {len(progress)} runs.")
+    seconds = sum(t for _, t, _ in stages)
+    device = hardware.get("gpu") or hardware.get("cpu") or hardware.get("device", "")
+    lines.append(f"Hardware: {device}; {seconds / 60:.1f} minutes of job time in all." if stages
+                 else f"Hardware: {device}.")
+    return lines
+
+
+def what_it_shows(cfg: Mapping[str, Any], comparisons: list[Mapping[str, Any]],
+                  progress: list[Mapping[str, Any]]) -> tuple[list[str], list[str]]:
+    """(what the key comparisons can show, what they cannot), worded from this run's own numbers."""
+    main = display_names().get(cfg["fig5"]["method"], cfg["fig5"]["method"])
+    images = max((c["images"] for c in comparisons), default=0)
+    can = [f"Whether {main}, as trained in this run, restores these {images} test images better or worse than "
+           "each method: a cell is green (better) or red (worse) only where its paired bootstrap 95% interval "
+           "over images excludes zero; grey cells are not resolved."]
+    cannot = []
+    if not paper_comparable(cfg):
+        can.append("That every step of the pipeline runs, from data to report.")
+        cannot.append("Whether the paper's numbers hold: the data are synthetic, not GOPRO and Köhler, so no "
+                      "difference to the paper's numbers is computed (they are shown greyed, for reference).")
+    elif comparisons:
+        can.append("How far this run is from the paper: the paper's own difference stands under each cell.")
+    if progress:
+        share = max(float(r["fraction_of_paper"]) for r in progress)
+        if share < 0.5:
+            cannot.append(f"Which architecture is better: the networks trained at most {percent(share)} of the paper's "
+                          "schedule, so the comparisons rank how fast each method starts, not where it ends.")
+    seeds = cfg.get("seeds") or [cfg["train"].get("seed", 0)]
+    if len(seeds) < 2:
+        cannot.append("Seed-to-seed spread: each network was trained once; the intervals cover the variation "
+                      "between images only.")
+    if 0 < images < 30:
+        cannot.append(f"Small effects: with {images} test images the intervals are wide.")
+    base = next((c for c in comparisons if c["method"] == INPUT), None)
+    if base and base["cells"][0] and base["cells"][0]["verdict"] != "better":
+        d = base["cells"][0]
+        cannot.append(f"Anything about {main}'s architecture from this run: it did not improve on the blurred "
+                      f"input (PSNR {d['estimate']} dB, 95% interval {d['ci']}), so its comparisons measure a "
+                      "network that has not learned to deblur yet.")
+    return can, cannot
+
+
+def comparison_figures(figures: Path) -> list[dict[str, Any]]:
+    """The visual comparisons of ``comparisons.json`` (reports/figures.py), with each panel's pixel size."""
+    path = figures / "comparisons.json"
+    if not path.exists():
+        return []
+    from PIL import Image
+
+    out = []
+    for c in json.loads(path.read_text()):
+        panels = []
+        for p in c["panels"]:
+            with Image.open(figures / f"{p['whole']}.png") as whole, Image.open(figures / f"{p['crop']}.png") as crop:
+                panels.append({**p, "whole_size": whole.size, "crop_size": crop.size})
+        out.append({**c, "panels": panels})
+    return out
 
 
 def hardware_of(timing: list[dict[str, Any]]) -> dict[str, str]:
@@ -278,16 +427,26 @@ def render_report(results: Path, config: Path, out: Path) -> None:
     for csv_file in tables.glob("*.csv"):
         shutil.copyfile(csv_file, out.parent / csv_file.name)
 
-    table1 = [{**r, "psnr": _cells(r, "gopro_psnr", 2), "ssim": _cells(r, "gopro_ssim", 3),
-               "trained": _iterations(r.get("iterations"))} for r in _records(tables / "table1.csv")]
-    table2 = [{**r, **{m: _cells(r, m, 3 if "ssim" in m else 2)
-                       for m in ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim", "time_s")},
+    comparable = paper_comparable(cfg)
+    t1_rows, t2_rows = _records(tables / "table1.csv"), _records(tables / "table2.csv")
+    d1 = {m: _column_digits(t1_rows, m, base_decimals(m)) for m in ("gopro_psnr", "gopro_ssim")}
+    table1 = [{**r, "psnr": _cells(r, "gopro_psnr", d1["gopro_psnr"], comparable),
+               "ssim": _cells(r, "gopro_ssim", d1["gopro_ssim"], comparable),
+               "trained": _iterations(r.get("iterations"))} for r in t1_rows]
+    d2 = {m: _column_digits(t2_rows, m, base_decimals(m)) for m in ("gopro_psnr", "gopro_ssim", "kohler_psnr",
+                                                                    "kohler_ssim")} | {"time_s": 2}
+    table2 = [{**r, **{m: _cells(r, m, d2[m], comparable or m == "time_s") for m in d2},
                "published": {"psnr": _fmt(r.get("published_gopro_psnr"), 2),
                              "ssim": _fmt(r.get("published_gopro_ssim"), 4), "source": r.get("published_source") or ""},
-               "trained": _iterations(r.get("iterations"))} for r in _records(tables / "table2.csv")]
+               "trained": _iterations(r.get("iterations"))} for r in t2_rows]
     progress = _records(tables / "training.csv")
     timing = _records(tables / "complexity.csv")
     hardware = hardware_of(timing)
+    stages = stage_times(results)
+    names = display_names()
+    diffs = _records(tables / "table2_differences.csv")
+    comparisons = key_comparisons(diffs, cfg)
+    can, cannot = what_it_shows(cfg, comparisons, progress)
     methods = [{"name": m.name, "display_name": m.display_name, "kind": m.kind, "summary": m.summary,
                 "deviations": list(m.deviations)} for m in registry.available()]
     config_text = Path(config).read_text()
@@ -299,22 +458,31 @@ def render_report(results: Path, config: Path, out: Path) -> None:
         "config_text": config_text,
         "versions": _versions(),
         "hardware": hardware,
-        "stages": stage_times(results),
+        "stages": stages,
         "datasets": dataset_record(results, cfg),
         "pipeline_note": pipeline_note(cfg),
+        "comparable": comparable,
+        "main_name": short_name(names.get(cfg["fig5"]["method"], cfg["fig5"]["method"])),
+        "what_ran": what_ran(cfg, t2_rows, progress, stages, hardware),
+        "key": comparisons,
+        "key_columns": [c[2] for c in HEADLINE_COLUMNS],
+        "can": can,
+        "cannot": cannot,
         "deviations": training_lines(progress) + profile_deviations(cfg),
         "training": progress,
         "paper_iterations": PAPER_ITERATIONS,
+        "validation_images": cfg["data"]["validation_images"],
         "notes": reproduction_notes(cfg),
         "table1": table1,
-        "table1_diff": _records(tables / "table1_differences.csv"),
+        "table1_diff": difference_rows(_records(tables / "table1_differences.csv"), names),
         "table2": table2,
-        "table2_diff": _records(tables / "table2_differences.csv"),
+        "table2_diff": difference_rows(diffs, names),
         "protocol": _records(tables / "metric_protocol.csv"),
         "kohler_protocol": _records(tables / "kohler_protocol.csv"),
         "complexity": timing,
         "methods": methods,
         "images": {p.stem: _embed(p) for p in sorted(figures.glob("*.png"))},
+        "comparisons": comparison_figures(figures),
         "csvs": sorted(p.name for p in tables.glob("*.csv")),
         "fmt": _fmt,
         "percent": percent,

@@ -171,11 +171,22 @@ def test_the_report_opens_with_the_pipeline_line_and_shows_the_blurred_input_row
     render.render_report(results, config, out)
     html = out.read_text()
     body = html[html.index("<h1>"):]
-    first = re.search(r"</h1>\s*<p class=\"pipeline\">([^<]*)</p>", body)
+    # The headline box comes first, opening with the line that says what the numbers can test.
+    first = re.search(r"</h1>\s*<section class=\"headline\" id=\"headline\">\s*<p class=\"pipeline\">([^<]*)</p>",
+                      body)
     assert first and first.group(1).startswith("The numbers in this report test the pipeline, not the paper")
+    headline = body[:body.index('id="deviations"')]
+    assert "What ran" in headline and "Key comparisons" in headline and "What this can and cannot show" in headline
+    key = headline[headline.index('<table class="key">'):headline.index("</table>")]
+    # Ours minus the input (+1.5 dB on both images), ResNet (+2 dB) and Res2Net (+1 dB), and Nah et al. (-1 dB)
+    assert re.search(r"Blurred input</td>\s*<td class=\"better\"[^>]*><span class=\"v\">\+1\.50</span>", key)
+    assert re.search(r"Nah et al\. \[14\]</td>\s*<td class=\"worse\"[^>]*><span class=\"v\">−1\.00</span>", key)
+    assert "deepdeblur" not in key and "paper" not in key  # display names; no paper difference on synthetic data
     table1 = body[body.index('id="table1"'):body.index('id="table2"')]
     assert "Blurred input (no restoration)" in table1
     assert table1.count("below-mark below") == 2  # ResNet's PSNR and SSIM
+    assert "<th>Δ</th>" not in table1 and 'class="paper na"' in table1  # the paper's numbers greyed, no Δ
+    assert "Ours (MSR2B) − ResNet blocks" in table1
     assert "Training length: the paper trains each network for 630,900 iterations" in body
     assert (tmp_path / "report" / "training.csv").exists()
     assert "gp_reduction = sum" in body and "critic_batches = same" in body
@@ -189,3 +200,82 @@ def test_the_hardware_line_names_the_networks_device_and_where_classical_methods
     assert render.hardware_of([pan, {**net, "device": "cpu", "gpu": ""}]) == {"device": "cpu", "cpu": "EPYC"}
     assert render.hardware_of([pan]) == {"device": "cpu", "cpu": "EPYC"}
     assert render.hardware_of([]) == {}
+
+
+def test_the_paper_data_get_differences_to_the_paper(results, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text((REPO / "config" / "paper.yaml").read_text())
+    tables.write_tables(results, config, results / "tables")
+    render.render_report(results, config, tmp_path / "index.html")
+    body = (tmp_path / "index.html").read_text()
+    table1 = body[body.index('id="table1"'):body.index('id="table2"')]
+    assert "<th>Δ</th>" in table1 and "−2.63" in table1  # 26.50 - 29.13 dB
+    key = body[body.index('<table class="key">'):]
+    assert "paper +1.02" in key[:key.index("</table>")]  # MSR2B - ResNet in the paper's Table 1
+
+
+# -- numbers with the decimals their intervals need ---------------------------------------------------------
+def test_an_interval_that_excludes_zero_never_prints_as_zero():
+    from reports.numbers import column_decimals, interval, number
+
+    assert interval(-0.00036, -0.00073, -0.000055, 3) == ("−0.0004", "[−0.0007, −0.0001]")
+    assert interval(18.662, 16.1106, 20.6896, 2) == ("+18.66", "[+16.11, +20.69]")
+    assert interval(-0.0174, -0.053, 0.0136, 2) == ("−0.02", "[−0.05, +0.01]")  # covers zero: base decimals
+    assert number(-0.0001, 3) == "0.000" and number(float("nan"), 2) == "–"  # never "-0.000"
+    assert column_decimals([0.953947, 0.953902, 0.953585], 0.953947, 3) == 5  # 0.95390 vs 0.95395
+    assert column_decimals([31.2353, 31.2247], 31.2353, 2) == 2
+
+
+# -- figures: a dB axis, never blank, the differences chart ---------------------------------------------------
+def test_figures_use_a_plain_db_axis_and_say_why_when_empty(results, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from reports import figures
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [28.7938, 28.7931, 28.7931])
+    figures.db_axis(ax)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert ax.yaxis.get_offset_text().get_text() == "" and all(t.startswith("28.79") for t in labels if t)
+    plt.close(fig)
+    assert figures.span_note([28.7938, 28.7931]) == " (all within 0.0007 dB)"
+
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    empty = tmp_path / "tables"
+    empty.mkdir()
+    pd.DataFrame(columns=["run", "k", "epoch", "psnr"]).to_csv(empty / "fig5a.csv", index=False)
+    pd.DataFrame(columns=["run", "k", "params", "psnr"]).to_csv(empty / "fig5b.csv", index=False)
+    drawn = []
+    real_text = plt.Axes.text
+    plt.Axes.text = lambda self, *a, **k: drawn.append(a[2]) or real_text(self, *a, **k)
+    try:
+        figures.draw_fig5(empty, tmp_path, cfg)
+    finally:
+        plt.Axes.text = real_text
+    assert len(drawn) == 2 and all(text.startswith("nothing to plot") for text in drawn)
+
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    tables.write_tables(results, config, results / "tables")
+    assert figures.draw_differences(results / "tables", tmp_path, cfg) == ["differences_gopro"]
+
+
+def test_comparison_panels_are_pixel_exact(tmp_path):
+    from PIL import Image
+
+    from reports import figures
+
+    rng = np.random.default_rng(0)
+    sharp = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    box = figures.zoom_box(sharp, 24)
+    record = figures.draw_comparison([("blurred input", sharp), ("sharp", sharp)], box, tmp_path, "c")
+    y, x, size = box
+    crop = np.asarray(Image.open(tmp_path / "c_p0_crop.png"))
+    factor = record["factor"]
+    assert factor == 192 // 24 and crop.shape == (24 * factor, 24 * factor, 3)
+    assert np.array_equal(crop[::factor, ::factor], sharp[y:y + 24, x:x + 24])  # nearest neighbour, integer factor
+    assert np.array_equal(crop[factor - 1::factor, factor - 1::factor], sharp[y:y + 24, x:x + 24])
+    whole = np.asarray(Image.open(tmp_path / "c_p0_whole.png"))
+    assert whole.shape == (120, 160, 3) and record["whole_scale"] == "×2"
+    assert [p["label"] for p in record["panels"]] == ["blurred input", "sharp"]
