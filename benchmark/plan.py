@@ -33,7 +33,7 @@ GPU_COUNTS = (1, 4, 8)
 GPU_CHECK_DIR = Path("results/gpu_check")
 DEFAULT_PROBE_SECONDS = 60.0
 MIN_SHARE_SECONDS = 0.5  # a job whose share of the budget is shorter is not started
-PAPER_PIXELS = 256 * 256  # the paper's crop: a batch of this many pixels or more is "paper sizes"
+PAPER_CROP = 256  # the paper's training crop: a probe at this size on a CPU gets a warning first
 
 
 class OutOfTime(Exception):
@@ -177,6 +177,7 @@ def probe(job: Job, device: Any, seconds: float, workdir: Path, *, precision: st
     with tempfile.TemporaryDirectory(dir=workdir) as out:
         stage.update(at="building the networks", since=time.monotonic())
         trainer = Trainer(method, job.options, settings, sampler, Path(out), device)
+        deadline.check()  # a build that outlasted the share is named as such
         stage.update(at=f"in {warmup_iterations} warm-up iteration(s)", since=time.monotonic())
         with deadline.interruptible():
             trainer.run(stop_after=warmup_iterations)
@@ -269,7 +270,7 @@ def probe_times(jobs: Sequence[Job], device: Any, seconds: float, workdir: Path,
 
 def paper_sizes_on_cpu(jobs: Sequence[Job], device: Any) -> str | None:
     """A warning before a CPU probe of trainings at the paper's sizes (what a GPU is for), or None."""
-    big = [j for j in jobs if j.settings["crop"] ** 2 * j.settings["batch_size"] >= PAPER_PIXELS]
+    big = [j for j in jobs if j.settings["crop"] >= PAPER_CROP]
     if device.type != "cpu" or not big:
         return None
     crops = sorted({j.settings["crop"] for j in big})
