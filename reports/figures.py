@@ -112,8 +112,11 @@ def draw_fig5(tables: Path, out: Path, cfg: Mapping[str, Any]) -> None:
 
 def draw_training_curves(results: Path, out: Path, cfg: Mapping[str, Any]) -> list[str]:
     """One figure per trained run: losses against iterations, validation PSNR against epochs."""
-    names = []
+    names, methods = [], _names()
     for run_dir in sorted(p for p in (results / "train").glob("*") if (p / "log.csv").exists()):
+        info = run_dir / "run.json"
+        method = json.loads(info.read_text()).get("method", run_dir.name) if info.exists() else run_dir.name
+        title = f"{methods.get(method, method)} ({run_dir.name})"
         log = pd.read_csv(run_dir / "log.csv")
         val = pd.read_csv(run_dir / "val.csv") if (run_dir / "val.csv").exists() else pd.DataFrame()
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.0))
@@ -130,7 +133,7 @@ def draw_training_curves(results: Path, out: Path, cfg: Mapping[str, Any]) -> li
         else:
             nothing_to_plot(axes[0], "no losses logged: the run stopped before its first log row\n"
                                      f"(every train.log_every = {cfg['train'].get('log_every')} iterations)")
-        axes[0].set_title(f"{run_dir.name}: losses ({len(log)} logged points)", fontsize=10)
+        axes[0].set_title(f"{title}: losses ({len(log)} logged points)", fontsize=10)
         axes[0].grid(alpha=0.3)
         points = val.dropna(subset=["psnr"]) if len(val) and "psnr" in val else pd.DataFrame()
         if len(points):
@@ -142,7 +145,7 @@ def draw_training_curves(results: Path, out: Path, cfg: Mapping[str, Any]) -> li
             nothing_to_plot(axes[1], "no validation PSNR: this network does not\noutput a deblurred image "
                                      "(it is scored\nafter its restoration instead)" if len(val) else
                                      "no validation PSNR recorded\n(validation_images: 0)")
-        axes[1].set_title(f"{run_dir.name}: validation PSNR" + span_note(list(points.psnr) if len(points) else []),
+        axes[1].set_title(f"{title}: validation PSNR" + span_note(list(points.psnr) if len(points) else []),
                           fontsize=10)
         axes[1].grid(alpha=0.3)
         _save(fig, out / f"curves_{run_dir.name}.png")

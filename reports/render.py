@@ -469,7 +469,7 @@ def render_report(results: Path, config: Path, out: Path) -> None:
         "can": can,
         "cannot": cannot,
         "deviations": training_lines(progress) + profile_deviations(cfg),
-        "training": progress,
+        "training": [{**r, "name": short_name(names.get(r["method"], r["method"]))} for r in progress],
         "paper_iterations": PAPER_ITERATIONS,
         "validation_images": cfg["data"]["validation_images"],
         "notes": reproduction_notes(cfg),
