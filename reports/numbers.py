@@ -26,6 +26,8 @@ def _finite(*values: float | None) -> bool:
 def interval_decimals(estimate: float, low: float, high: float, base: int) -> int:
     """Decimals at which the estimate is non-zero and an interval that excludes zero shows both ends non-zero."""
     d = base
+    if not _finite(estimate):
+        return d
     excludes_zero = _finite(low, high) and (low > 0 or high < 0)
     while d < MAX_DECIMALS and ((estimate != 0 and round(estimate, d) == 0)
                                 or (excludes_zero and (round(low, d) == 0 or round(high, d) == 0))):

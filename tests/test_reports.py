@@ -222,6 +222,7 @@ def test_an_interval_that_excludes_zero_never_prints_as_zero():
     assert interval(18.662, 16.1106, 20.6896, 2) == ("+18.66", "[+16.11, +20.69]")
     assert interval(-0.0174, -0.053, 0.0136, 2) == ("−0.02", "[−0.05, +0.01]")  # covers zero: base decimals
     assert number(-0.0001, 3) == "0.000" and number(float("nan"), 2) == "–"  # never "-0.000"
+    assert interval(None, None, None, 2) == ("–", "[–, –]")  # no images paired: nothing invented
     assert column_decimals([0.953947, 0.953902, 0.953585], 0.953947, 3) == 5  # 0.95390 vs 0.95395
     assert column_decimals([31.2353, 31.2247], 31.2353, 2) == 2
 
