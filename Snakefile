@@ -14,6 +14,9 @@
 # be a second, unpinned description of the same software.
 
 
+from snakemake.logging import logger
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
@@ -27,10 +30,11 @@ onstart:
 
 
 onsuccess:
-    # Where to look: the last line of a successful run (only when the report exists, e.g. not after `-n`).
+    # Where to look, in Snakemake's own log stream, just before its closing "Complete log" line (only when
+    # the report exists: not after a run of other targets).
     if Path(f"{R}/report/index.html").exists():
-        print(f"\nThe report of profile {PROFILE}: {Path(R, 'report', 'index.html').resolve()} "
-              f"(every number as CSV beside it)")
+        logger.info(f"\nThe report of profile {PROFILE}: {Path(R, 'report', 'index.html').resolve()} "
+                    f"(every number as CSV beside it)")
 
 
 rule all:
