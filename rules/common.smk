@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from benchmark import devices, registry, runs
+from benchmark import devices, evaluate, registry, runs
 from benchmark import releases as _releases
 
 
@@ -156,27 +156,60 @@ def weights_of(name):
     return f"{R}/train/{name}/model.pt" if method_of(name) in TRAINED else []
 
 
-# Wiener and Richardson-Lucy deconvolve with the kernels Pan's restore estimated (and saved beside its
-# PNGs) instead of estimating them again; a kernel is reused only where the kernel options agree.
+# Wiener and Richardson-Lucy deconvolve with the kernels Pan's restore estimated (and saved under
+# restored/pan/kernels/) instead of estimating them again; a kernel is reused only where the kernel options
+# agree. They wait for every shard of Pan.
 KERNEL_USERS = ("wiener", "richardson-lucy")
 
 
 def pan_kernels(name):
-    return f"{R}/restored/pan" if method_of(name) in KERNEL_USERS and "pan" in METHODS else []
+    return restore_manifests("pan") if method_of(name) in KERNEL_USERS and "pan" in METHODS else []
 
 
 def kernels_args(wildcards, input):
-    return ["--kernels", f"{input.kernels}/kernels"] if input.kernels else []
+    return ["--kernels", f"{R}/restored/pan/kernels"] if input.kernels else []
 
 
 def weights_args(wildcards, input):
     return ["--weights", input.weights] if input.weights else []
 
 
+def test_sets(name):
+    """The test sets a method is restored and scored on, in order; the main model also on GOPRO's blur_gamma."""
+    return ["gopro", *(["gopro_gamma"] if method_of(name) == GAN_SWEEP else []), "kohler"]
+
+
 def test_set_args(name):
-    """The test sets a method is restored and scored on; the main model also on GOPRO's blur_gamma."""
-    gamma = ["--gamma"] if method_of(name) == GAN_SWEEP else []
+    gamma = ["--gamma"] if "gopro_gamma" in test_sets(name) else []
     return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT]
+
+
+# -- evaluation shards (benchmark/evaluate.py): each evaluated name's test images, cut into shards of
+# `evaluation.shard_size` images, one restore and one score job each. The counts come from the
+# configuration, so the DAG is known before any data exists.
+EXPECTED_IMAGES = evaluate.expected_images(CFG)
+
+
+def shards(name, method=None):
+    """The shard tags (001-of-003, ...) of an evaluated name or release, whose registered method is `method`."""
+    images = sum(EXPECTED_IMAGES[s] for s in test_sets(name))
+    return evaluate.shard_tags(images, evaluate.shard_size(CFG, method or method_of(name)))
+
+
+SHARD_TAG = r"\d{3}-of-\d{3}"
+
+
+def shard_arg(wildcards):
+    index, _, count = wildcards.shard.partition("-of-")
+    return f"{int(index)}/{int(count)}"
+
+
+def restore_manifests(name):
+    return [f"{R}/restored/{name}/shard-{tag}.json" for tag in shards(name)]
+
+
+def score_shards(name):
+    return [f"{R}/scores/{name}/shard-{tag}" for tag in shards(name)]
 
 
 def cluster_resources(rule):
@@ -201,10 +234,10 @@ def results_dir(wildcards, output):
 
 def aggregate_inputs(wildcards):
     return {
-        "scores": [f"{R}/scores/{name}" for name in EVALUATED],
+        "scores": [shard for name in EVALUATED for shard in score_shards(name)],
         "timing": [f"{R}/timing/{m}.json" for m in METHODS],
         "runs": [f"{R}/train/{r}/run.json" for r in RUNS],
-        "restored": [f"{R}/restored/{name}" for name in EVALUATED],
+        "restored": [m for name in EVALUATED for m in restore_manifests(name)],
         "releases": release_products(),  # rules/weights.smk
     }
 
@@ -246,4 +279,9 @@ def release_options(name):
 
 def release_products():
     """What the tables read: each listed release's scores and timing."""
-    return [f"{RR}/scores/{n}" for n in RELEASES] + [f"{RR}/timing/{n}.json" for n in RELEASES]
+    return ([f"{RR}/scores/{n}/shard-{tag}" for n in RELEASES for tag in release_shards(n)]
+            + [f"{RR}/timing/{n}.json" for n in RELEASES])
+
+
+def release_shards(name):
+    return shards(name, _releases.release(name).method)
