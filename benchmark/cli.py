@@ -353,7 +353,7 @@ def cmd_deblur(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from benchmark.plan import format_plan, make_plan
+    from benchmark.plan import format_evaluation, format_plan, make_evaluation_plan, make_plan
     from benchmark.train import resolve_device
 
     _threads(args.threads)
@@ -363,12 +363,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     missing = [k for k in ("profile", "data", "train", "fig5") if k not in profile]
     if missing:
         raise CliError(f"{args.config}: not a profile (no {', '.join(missing)})")
-    plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds,
-                             device=resolve_device(args.device))
-    text = format_plan(profile["profile"], plan, source)
-    print(text)
+    device = resolve_device(args.device)
+    plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds, device=device)
+    print(format_plan(profile["profile"], plan, source), flush=True)
+    evaluation, sources = make_evaluation_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds,
+                                               device=device, results=Path("results") / profile["profile"])
+    print("\n" + format_evaluation(profile["profile"], evaluation, sources))
     if args.out is not None:
-        _write_text(args.out, json.dumps({"profile": profile["profile"], "source": source, **plan}, indent=2))
+        _write_text(args.out, json.dumps({"profile": profile["profile"], "source": source, **plan,
+                                          "evaluation": {"sources": sources, **evaluation}}, indent=2))
     return 0
 
 
@@ -527,8 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True)
         _common(p)
 
-    p = add("plan", cmd_plan, "before a long run: each training's iterations, time per iteration, GPU-hours, "
-                              "and the trainings' wall time on 1, 4 and 8 GPUs")
+    p = add("plan", cmd_plan, "before a long run: each training's iterations, time per iteration and GPU-hours, "
+                              "the evaluation's images, shards and seconds per image, their CPU- and GPU-hours, "
+                              "and the wall times on 1, 8 and 64 nodes")
     p.add_argument("--gpu-check", type=Path, default=Path("results/gpu_check"),
                    help="gpu_check JSON, or a folder whose newest gpu_check*.json is used (default: results/gpu_check)")
     p.add_argument("--probe-seconds", type=float,

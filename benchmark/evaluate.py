@@ -208,6 +208,23 @@ def expected_images(cfg: Mapping[str, Any]) -> dict[str, int]:
     return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
 
 
+def image_sizes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+    """(width, height) of each test set's images: the synthetic generator's sizes, or GOPRO's 1280x720 frames
+    and Köhler's 800x800 shots."""
+    if cfg["data"]["source"] == "synthetic":
+        s = cfg["data"]["synthetic"]
+        gopro, kohler = (s["size"], s["size"]), (s["kohler_size"], s["kohler_size"])
+    else:
+        gopro, kohler = (1280, 720), (800, 800)
+    return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
+
+
+def evaluation_sets(cfg: Mapping[str, Any], method: str) -> list[str]:
+    """The test sets a method is evaluated on, in order: GOPRO's test split, for the main model (the Fig. 5
+    method) also its ``blur_gamma`` inputs (the metric audit), and Köhler."""
+    return ["gopro", *(["gopro_gamma"] if method == cfg["fig5"]["method"] else []), "kohler"]
+
+
 def shard_size(cfg: Mapping[str, Any], method: str) -> int:
     """Images per shard for ``method``: its own entry under ``evaluation.shard_size``, else the default."""
     sizes = cfg["evaluation"]["shard_size"]

@@ -76,7 +76,6 @@ R = f"results/{PROFILE}"
 CONFIG_FILE = f"{R}/config.yaml"
 METHODS = [m.name for m in registry.available()]
 TRAINED = [m.name for m in registry.available() if m.kind == "trained"]
-GAN_SWEEP = CFG["fig5"]["method"]
 RUNS = runs.plan(CFG)  # every training job: method x seed, plus the Fig. 5 sweep over k
 # Restored and scored: every method (classical once, trained once per seed) and the Fig. 5 runs are not.
 EVALUATED = [name for m in METHODS for _, name in runs.seed_runs(m, CFG)]
@@ -175,8 +174,8 @@ def weights_args(wildcards, input):
 
 
 def test_sets(name):
-    """The test sets a method is restored and scored on, in order; the main model also on GOPRO's blur_gamma."""
-    return ["gopro", *(["gopro_gamma"] if method_of(name) == GAN_SWEEP else []), "kohler"]
+    """The test sets an evaluated name is restored and scored on, in order (benchmark/evaluate.py)."""
+    return evaluate.evaluation_sets(CFG, method_of(name))
 
 
 def test_set_args(name):
