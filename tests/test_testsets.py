@@ -340,3 +340,22 @@ def test_fetch_and_prepare_realblur_through_the_command_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "listed RealBlur-J test pairs missing" in err[0]
 
+
+def test_published_numbers_name_their_source_and_this_suites_methods():
+    import csv
+
+    from benchmark import registry
+    from benchmark.releases import RELEASES
+
+    path = Path(__file__).resolve().parent.parent / "reports" / "generalisation_numbers.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["method", "row", "testset", "psnr", "ssim", "source", "note"]
+    assert {r["testset"] for r in rows} == {"gopro", *testsets.TEST_SETS}
+    assert all(20 < float(r["psnr"]) < 40 and 0.8 < float(r["ssim"]) < 1 and r["source"] for r in rows)
+    assert len({(r["method"], r["testset"]) for r in rows}) == len(rows)
+    ours = {m.name for m in registry.available()} | set(RELEASES)
+    assert {"deepdeblur", "nafnet-64"} <= {r["method"] for r in rows} and all(
+        r["method"] in ours or "not in this suite" in r["note"] for r in rows)
+    nafnet = {r["testset"]: (float(r["psnr"]), float(r["ssim"])) for r in rows if r["method"] == "nafnet-64"}
+    assert nafnet["realblur-j"] == (28.32, 0.857) and nafnet["realblur-r"] == (35.97, 0.951)  # J and R not swapped
