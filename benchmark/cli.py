@@ -264,7 +264,8 @@ def _sources(args: argparse.Namespace) -> list[Any]:
     from benchmark.evaluate import set_sources
 
     try:
-        return set_sources(args.gopro, args.kohler, args.blur_folder, args.gamma)
+        return set_sources(args.gopro, args.kohler, args.blur_folder, args.gamma, hide=args.hide,
+                           realblur=args.realblur, verify=args.verify)
     except ValueError as err:
         raise CliError(str(err)) from err
 
@@ -473,6 +474,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kohler", type=Path, help="Köhler-layout root")
         p.add_argument("--blur-folder", default="blur", choices=("blur", "blur_gamma"), help="GOPRO input folder")
         p.add_argument("--gamma", action="store_true", help="also GOPRO's blur_gamma inputs (set gopro_gamma)")
+        p.add_argument("--hide", type=Path, help="HIDE root: its 2,025 test pairs (set hide)")
+        p.add_argument("--realblur", type=Path,
+                       help="RealBlur root: RealBlur-J's and RealBlur-R's 980 listed test pairs (sets realblur-j, "
+                            "realblur-r)")
+        p.add_argument("--verify", default="counts", choices=("counts", "structure"),
+                       help="HIDE and RealBlur pairs: checked against the official list and count (default), or "
+                            "paired by name only (miniature and stand-in trees)")
 
     p = add("restore", cmd_restore, "restore the test sets with a method, writing PNGs (one folder per set)")
     p.add_argument("--method", required=True)

@@ -55,25 +55,51 @@ class Item:
 
 
 @dataclass(frozen=True)
-class TestSet:
-    """A kind of test set: how its images are listed from a root folder, and how one is scored."""
+class SetSource:
+    """One test set of an evaluation: its name (``gopro``, ``gopro_gamma``, ``kohler``, ``hide``, ``realblur-j``,
+    ``realblur-r``), its kind in :data:`TEST_SETS`, the root folder, the blurred-input folder (GOPRO's ``blur`` or
+    ``blur_gamma``) and how HIDE and RealBlur pairs are checked (``counts``: against the official list or count;
+    ``structure``: by name only, for miniature and stand-in trees)."""
 
-    layout: str
-    list_items: Callable[[str, Path, str], list[Item]]
+    name: str
+    kind: str
+    root: Path
+    blur_folder: str = ""
+    verify: str = "counts"
+
+    def items(self) -> list[Item]:
+        return TEST_SETS[self.kind].list_items(self)
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """A kind of test set: how its images are listed from a :class:`SetSource`, and how one is scored
+    (``score(restored, item, cw_ssim) -> columns``)."""
+
+    list_items: Callable[[SetSource], list[Item]]
     score: Callable[[Any, Item, bool], dict[str, Any]]
 
 
-def _gopro_items(set_name: str, root: Path, blur_folder: str) -> list[Item]:
+def _gopro_items(source: SetSource) -> list[Item]:
     from benchmark.data import gopro_pairs
 
-    return [Item(set_name, f"{p.seq}/{p.blurred.name}", p.blurred, (p.sharp,))
-            for p in gopro_pairs(root, "test", blur_folder)]
+    return [Item(source.name, f"{p.seq}/{p.blurred.name}", p.blurred, (p.sharp,))
+            for p in gopro_pairs(source.root, "test", source.blur_folder)]
 
 
-def _kohler_items(set_name: str, root: Path, blur_folder: str) -> list[Item]:
+def _kohler_items(source: SetSource) -> list[Item]:
     from benchmark.data import kohler_items
 
-    return [Item(set_name, k.blurred.name, k.blurred, k.frames) for k in kohler_items(root)]
+    return [Item(source.name, k.blurred.name, k.blurred, k.frames) for k in kohler_items(source.root)]
+
+
+def _generalisation_items(source: SetSource) -> list[Item]:
+    """HIDE's pairs by file name, RealBlur's as ``<scene>/blur_<K>.png`` (benchmark/testsets.py pairs them)."""
+    from benchmark.testsets import pairs
+
+    flat = source.kind == "hide"
+    return [Item(source.name, p.name if flat else f"{p.seq}/{p.name}", p.blurred, (p.sharp,))
+            for p in pairs(source.kind, source.root, source.verify)]
 
 
 def _score_pair(restored: Any, item: Item, cw_ssim: bool) -> dict[str, Any]:
@@ -91,28 +117,35 @@ def _score_kohler(restored: Any, item: Item, cw_ssim: bool) -> dict[str, Any]:
     return {c: result[c] for c in KOHLER_COLUMNS}
 
 
+def _score_hide(restored: Any, item: Item, cw_ssim: bool) -> dict[str, Any]:
+    from benchmark.data import read_image
+    from benchmark.metrics import hide_score
+
+    return hide_score(restored, read_image(item.truth[0]))
+
+
+def _score_realblur(restored: Any, item: Item, cw_ssim: bool) -> dict[str, Any]:
+    """RealBlur's protocol; an image whose ECC registration failed is scored unregistered and kept
+    (``ecc_converged`` false), never dropped from the mean."""
+    from benchmark.data import read_image
+    from benchmark.metrics import REALBLUR_COLUMNS, realblur_score
+
+    result = realblur_score(restored, read_image(item.truth[0]))
+    return {c: result[c] for c in (*REALBLUR_COLUMNS, "scale")}
+
+
 TEST_SETS: dict[str, TestSet] = {
-    "gopro": TestSet("gopro", _gopro_items, _score_pair),
-    "kohler": TestSet("kohler", _kohler_items, _score_kohler),
+    "gopro": TestSet(_gopro_items, _score_pair),
+    "kohler": TestSet(_kohler_items, _score_kohler),
+    "hide": TestSet(_generalisation_items, _score_hide),
+    "realblur-j": TestSet(_generalisation_items, _score_realblur),
+    "realblur-r": TestSet(_generalisation_items, _score_realblur),
 }
+GENERALISATION = ("hide", "realblur-j", "realblur-r")  # beyond the paper (SPEC section 10)
 
 
-@dataclass(frozen=True)
-class SetSource:
-    """One test set of an evaluation: its name (``gopro``, ``gopro_gamma``, ``kohler``), its kind in
-    :data:`TEST_SETS`, the root folder and the blurred-input folder (GOPRO's ``blur`` or ``blur_gamma``)."""
-
-    name: str
-    kind: str
-    root: Path
-    blur_folder: str = ""
-
-    def items(self) -> list[Item]:
-        return TEST_SETS[self.kind].list_items(self.name, Path(self.root), self.blur_folder)
-
-
-def set_sources(gopro: Path | None, kohler: Path | None, blur_folder: str = "blur",
-                gamma: bool = False) -> list[SetSource]:
+def set_sources(gopro: Path | None, kohler: Path | None, blur_folder: str = "blur", gamma: bool = False, *,
+                hide: Path | None = None, realblur: Path | None = None, verify: str = "counts") -> list[SetSource]:
     """The test sets named on a command line, in evaluation order."""
     sources = []
     if gopro is not None:
@@ -121,8 +154,12 @@ def set_sources(gopro: Path | None, kohler: Path | None, blur_folder: str = "blu
             sources.append(SetSource("gopro_gamma", "gopro", Path(gopro), "blur_gamma"))
     if kohler is not None:
         sources.append(SetSource("kohler", "kohler", Path(kohler)))
+    if hide is not None:
+        sources.append(SetSource("hide", "hide", Path(hide), verify=verify))
+    if realblur is not None:
+        sources += [SetSource(name, name, Path(realblur), verify=verify) for name in ("realblur-j", "realblur-r")]
     if not sources:
-        raise ValueError("name at least one test set: --gopro ROOT and/or --kohler ROOT")
+        raise ValueError("name at least one test set: --gopro ROOT, --kohler ROOT, --hide ROOT or --realblur ROOT")
     return sources
 
 
@@ -201,11 +238,13 @@ def expected_images(cfg: Mapping[str, Any]) -> dict[str, int]:
 
         s = cfg["data"]["synthetic"]
         gopro, kohler = s["test_pairs"], s["kohler_paths"] * len(TEST_PHOTOS)
-    else:
-        from benchmark.prepare import GOPRO_COUNTS, KOHLER_FRAMES
+        return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
+    from benchmark.data import HIDE_TEST_PAIRS, REALBLUR_TEST_PAIRS
+    from benchmark.prepare import GOPRO_COUNTS, KOHLER_FRAMES
 
-        gopro, kohler = sum(GOPRO_COUNTS["test"].values()), len(KOHLER_FRAMES)
-    return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
+    gopro = sum(GOPRO_COUNTS["test"].values())
+    return {"gopro": gopro, "gopro_gamma": gopro, "kohler": len(KOHLER_FRAMES), "hide": HIDE_TEST_PAIRS,
+            "realblur-j": REALBLUR_TEST_PAIRS, "realblur-r": REALBLUR_TEST_PAIRS}
 
 
 def image_sizes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
@@ -214,15 +253,23 @@ def image_sizes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
     if cfg["data"]["source"] == "synthetic":
         s = cfg["data"]["synthetic"]
         gopro, kohler = (s["size"], s["size"]), (s["kohler_size"], s["kohler_size"])
-    else:
-        gopro, kohler = (1280, 720), (800, 800)
-    return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
+        return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
+    # HIDE: GOPRO-like 1280x720 frames; RealBlur: about 680x773 (they vary a little, none above 800x800)
+    return {"gopro": (1280, 720), "gopro_gamma": (1280, 720), "kohler": (800, 800), "hide": (1280, 720),
+            "realblur-j": (680, 773), "realblur-r": (680, 773)}
+
+
+def generalisation_sets(cfg: Mapping[str, Any]) -> list[str]:
+    """The generalisation test sets a profile scores (``data.hide``, ``data.realblur``; none when absent)."""
+    data = cfg["data"]
+    return [*(["hide"] if data.get("hide") else []), *(["realblur-j", "realblur-r"] if data.get("realblur") else [])]
 
 
 def evaluation_sets(cfg: Mapping[str, Any], method: str) -> list[str]:
     """The test sets a method is evaluated on, in order: GOPRO's test split, for the main model (the Fig. 5
-    method) also its ``blur_gamma`` inputs (the metric audit), and Köhler."""
-    return ["gopro", *(["gopro_gamma"] if method == cfg["fig5"]["method"] else []), "kohler"]
+    method) also its ``blur_gamma`` inputs (the metric audit), Köhler, then the generalisation sets."""
+    return ["gopro", *(["gopro_gamma"] if method == cfg["fig5"]["method"] else []), "kohler",
+            *generalisation_sets(cfg)]
 
 
 def shard_size(cfg: Mapping[str, Any], method: str) -> int:

@@ -62,6 +62,9 @@ def load_config(cli_config):
         known = sorted(p.stem for p in path.parent.glob("*.yaml") if p.stem != "schema")
         raise WorkflowError(f"unknown profile {name!r} (config/{name}.yaml not found; profiles: {', '.join(known)})")
     merged = _deep_update(yaml.safe_load(path.read_text()), overrides)
+    for optional in ("hide", "realblur"):  # `data={hide: null}` switches a generalisation set off
+        if isinstance(merged.get("data"), dict) and optional in merged["data"] and merged["data"][optional] is None:
+            del merged["data"][optional]
     validate(merged, str(Path(workflow.basedir) / "config" / "schema.yaml"))
     unknown = sorted(set(merged["methods"]) - {m.name for m in registry.available()})
     if unknown:
@@ -79,11 +82,12 @@ TRAINED = [m.name for m in registry.available() if m.kind == "trained"]
 RUNS = runs.plan(CFG)  # every training job: method x seed, plus the Fig. 5 sweep over k
 # Restored and scored: every method (classical once, trained once per seed) and the Fig. 5 runs are not.
 EVALUATED = [name for m in METHODS for _, name in runs.seed_runs(m, CFG)]
-DATASETS = ("gopro", "kohler")
+DATASETS = ("gopro", "kohler", *(["hide"] if CFG["data"].get("hide") else []),
+            *(["realblur"] if CFG["data"].get("realblur") else []))
 SYNTHETIC = CFG["data"]["source"] == "synthetic"
 GOPRO_ROOT = f"{R}/data/gopro" if SYNTHETIC else CFG["data"]["gopro"]["root"]
 KOHLER_ROOT = f"{R}/data/kohler" if SYNTHETIC else CFG["data"]["kohler"]["root"]
-DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT}
+DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT} | {d: CFG["data"][d]["root"] for d in DATASETS[2:]}
 # What marks the data as usable: the synthesis record, or the verification report of a download.
 DATA_READY = {d: f"{R}/data/synthetic.json" if SYNTHETIC else f"{R}/data/{d}.verified.txt" for d in DATASETS}
 # Jobs that run a network hold a GPU: on `device: cuda`, and on `auto` where a GPU is visible.
@@ -132,6 +136,8 @@ def fetch_args(dataset):
         args += ["--md5", f"{name}={digest}"]
     if "unpack_limit" in cfg:
         args += ["--unpack-limit", str(cfg["unpack_limit"])]
+    if dataset in ("hide", "realblur"):  # their fetch checks the pairs before it locks the archive's hash
+        args += verify_args(dataset)
     return args
 
 
@@ -179,8 +185,15 @@ def test_sets(name):
 
 
 def test_set_args(name):
-    gamma = ["--gamma"] if "gopro_gamma" in test_sets(name) else []
-    return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT]
+    sets = test_sets(name)
+    gamma = ["--gamma"] if "gopro_gamma" in sets else []
+    extra = [*(["--hide", DATA_ROOTS["hide"]] if "hide" in sets else []),
+             *(["--realblur", DATA_ROOTS["realblur"]] if "realblur-j" in sets else [])]
+    verify = {CFG["data"][d].get("verify", "counts") for d in ("hide", "realblur") if CFG["data"].get(d)}
+    if extra and verify == {"structure"}:
+        extra += ["--verify", "structure"]
+    return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT,
+            *extra]
 
 
 # -- evaluation shards (benchmark/evaluate.py): each evaluated name's test images, cut into shards of

@@ -8,6 +8,7 @@ import io
 import tempfile
 import threading
 import zipfile
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,10 +22,13 @@ GOPRO_TRAIN_SEQUENCES = ("GOPR0372_07_00", "GOPR0374_11_00")
 GOPRO_TEST_SEQUENCES = ("GOPR0384_11_00", "GOPR0396_11_00")
 
 
-def png(seed: int) -> bytes:
+def png(seed: int, size: int = 8) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+_png = png  # under its own name, for the functions below whose `size` makes a local `png`
 
 
 def zip_bytes(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
@@ -127,9 +131,11 @@ REALBLUR_FOLDERS = {"J": "RealBlur-J_ECC_IMCORR_centroid_itensity_ref",
                     "R": "RealBlur-R_BM3D_ECC_IMCORR_centroid_itensity_ref"}
 
 
-def hide_zip(*, flat: bool = False, drop: tuple[str, ...] = ()) -> bytes:
+def hide_zip(*, flat: bool = False, drop: tuple[str, ...] = (), size: int = 8) -> bytes:
     """``HIDE_dataset.zip`` (train/, test/test-close-ups/, test/test-long-shot/, GT/ under HIDE_dataset/) or,
-    ``flat``, Restormer's copy (test/HIDE/{input,target}/); members named in ``drop`` are left out."""
+    ``flat``, Restormer's copy (test/HIDE/{input,target}/); members named in ``drop`` are left out; images of
+    ``size`` x ``size`` pixels."""
+    png = partial(_png, size=size)
     members = {}
     for k, (subset, name) in enumerate((s, n) for s, names in HIDE_TEST.items() for n in names):
         if flat:
@@ -143,11 +149,12 @@ def hide_zip(*, flat: bool = False, drop: tuple[str, ...] = ()) -> bytes:
 
 
 def realblur_tar(entries, *, variants: tuple[str, ...] = ("J", "R"), train=(("scene001", 2),),
-                 drop: tuple[str, ...] = ()) -> bytes:
+                 drop: tuple[str, ...] = (), size: int = 8) -> bytes:
     """``RealBlur.tar.gz``: <folder>/<scene>/{blur/blur_K,gt/gt_K}.png for the listed ``entries`` (scene, K)
-    and a few training pairs, per variant; members named in ``drop`` are left out."""
+    and a few training pairs, per variant; members named in ``drop`` are left out; images of ``size`` pixels."""
     import tarfile
 
+    png = partial(_png, size=size)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for v in variants:

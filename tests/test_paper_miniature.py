@@ -18,9 +18,10 @@ import json
 
 import pytest
 import yaml
-from miniature import Server, kohler_archives, trainable_gopro_zip
+from miniature import Server, hide_zip, kohler_archives, realblur_tar, trainable_gopro_zip
 from workflow_run import snakemake
 
+from benchmark.data import realblur_test_list
 from reports.tables import read_scores
 
 SIZES = {
@@ -50,6 +51,8 @@ def paper_run(tmp_path_factory):
     kohler = kohler_archives()
     for name, data in kohler.items():
         server.files[f"/kohler/{name}"] = data
+    server.files["/hide/HIDE_dataset.zip"] = hide_zip(size=48)
+    server.files["/realblur/RealBlur.tar.gz"] = realblur_tar(realblur_test_list()[:2], size=48)
     workdir = tmp_path_factory.mktemp("paper")
     overrides = {
         "profile": "paper",
@@ -58,7 +61,11 @@ def paper_run(tmp_path_factory):
                  "gopro": {"root": "data/GOPRO_Large", "mirrors": [server.url + "/gopro/GOPRO_Large.zip"],
                            "verify": "structure"},
                  "kohler": {"root": "data/kohler", "mirrors": [server.url + "/kohler"], "verify": "structure",
-                            "md5": {k: hashlib.md5(v).hexdigest() for k, v in kohler.items()}}},
+                            "md5": {k: hashlib.md5(v).hexdigest() for k, v in kohler.items()}},
+                 "hide": {"root": "data/HIDE", "mirrors": [server.url + "/hide/HIDE_dataset.zip"],
+                          "verify": "structure"},
+                 "realblur": {"root": "data/RealBlur", "mirrors": [server.url + "/realblur/RealBlur.tar.gz"],
+                              "verify": "structure"}},
     }
     (workdir / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     try:
@@ -95,5 +102,12 @@ def test_main_model_and_a_classical_method_scored_on_the_real_layout(paper_run):
         assert len(kohler) == 4 and kohler.psnr.notna().all()
     gamma = read_scores(results, "msr2b", "gopro_gamma")  # the metric audit's blur_gamma inputs
     assert len(gamma) == len(gopro) and gamma.cw_ssim.notna().all()
+    for method in ("msr2b", "wiener"):  # beyond the paper: HIDE and RealBlur under their own protocols
+        hide = read_scores(results, method, "hide")
+        assert len(hide) == 4 and {"psnr", "ssim_matlab"} <= set(hide.columns) and hide.psnr.notna().all()
+        for variant in ("realblur-j", "realblur-r"):
+            realblur = read_scores(results, method, variant)
+            assert len(realblur) == 2 and realblur.psnr.notna().all() and "ecc_converged" in realblur
+            assert set(realblur.image.str.split("/").str[0]) <= {s for s, _ in realblur_test_list()[:2]}
     run = json.loads((workdir / "results/paper/train/msr2b/run.json").read_text())
     assert run["iterations"] == run["total_iterations"] > 0

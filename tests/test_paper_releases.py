@@ -67,7 +67,8 @@ def test_paper_report_holds_the_authors_weights_and_nafnet_rows(tmp_path):
                  "gopro": {"root": "data/GOPRO_Large", "mirrors": [server.url + "/gopro/GOPRO_Large.zip"],
                            "verify": "structure"},
                  "kohler": {"root": "data/kohler", "mirrors": [server.url + "/kohler"], "verify": "structure",
-                            "md5": {k: hashlib.md5(v).hexdigest() for k, v in kohler.items()}}},
+                            "md5": {k: hashlib.md5(v).hexdigest() for k, v in kohler.items()}},
+                 "hide": None, "realblur": None},  # served in tests/test_paper_miniature.py
         "report": {"cw_ssim": False},
         "evaluation": {"shard_size": {"default": 10_000}},  # one shard each (the miniature holds a few images)
         "weights": {"root": "weights", "releases": releases,
