@@ -304,96 +304,60 @@ def _check_schedule(settings: Mapping[str, Any], stop_after: int | None) -> None
         raise CliError(f"--stop-after {stop_after}: must be at least 1 iteration")
 
 
-def _test_sets(args: argparse.Namespace) -> list[tuple[str, str, Path, str]]:
-    """(name, layout, root, blur folder) of every test set named on the command line."""
-    sets = []
-    if args.gopro:
-        sets.append(("gopro", "gopro", args.gopro, args.blur_folder))
-        if args.gamma:
-            sets.append(("gopro_gamma", "gopro", args.gopro, "blur_gamma"))
-    if args.kohler:
-        sets.append(("kohler", "kohler", args.kohler, ""))
-    if not sets:
-        raise CliError("name at least one test set: --gopro ROOT and/or --kohler ROOT")
-    return sets
+def _sources(args: argparse.Namespace) -> list[Any]:
+    from benchmark.evaluate import set_sources
 
-
-def _restore_jobs(layout: str, root: Path, blur_folder: str) -> list[tuple[Path, Path]]:
-    """(blurred input, output path relative to the set's output folder) for every test image."""
-    from benchmark.data import gopro_pairs, kohler_items
-
-    if layout == "gopro":
-        return [(p.blurred, Path(p.seq) / p.blurred.name) for p in gopro_pairs(root, "test", blur_folder)]
-    return [(k.blurred, Path(k.blurred.name)) for k in kohler_items(root)]
+    try:
+        return set_sources(args.gopro, args.kohler, args.blur_folder, args.gamma, hide=args.hide,
+                           realblur=args.realblur, verify=args.verify)
+    except ValueError as err:
+        raise CliError(str(err)) from err
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from benchmark.evaluate import Shard, identity, restore_shard
+    from benchmark.files import check_parent
 
-    from benchmark.data import read_image, write_image
-    from benchmark.files import staged_dir
-
+    check_parent(args.out)
     method, options, model, _ = inference_setup(args, load_profile(args.config))
-    sets = _test_sets(args)
+    sources = _sources(args)
+    shard = Shard.parse(args.shard)
     if args.kernels is not None and not args.kernels.is_dir():
         raise CliError(f"--kernels {args.kernels}: not a folder (give the kernels/ folder of Pan's restore)")
-    summary = {"method": method.name, "sets": {}}
-    with staged_dir(args.out) as tmp:
-        if options.get("save_kernels"):  # Pan's kernels, kept beside its PNGs for the Wiener and RL rows
-            options["kernel_dir"] = str(tmp / "kernels")
-        if args.kernels is not None:
-            options["kernel_dir"] = str(args.kernels)
-        for name, layout, root, blur_folder in sets:
-            jobs = _restore_jobs(layout, root, blur_folder)[: args.limit or None]
-            seconds = []
-            for blurred_path, rel in tqdm(jobs, desc=f"restore {method.name} ({name})", unit="img",
-                                          disable=args.quiet):
-                blurred = read_image(blurred_path)
-                start = time.perf_counter()
-                restored = method.restore(model, blurred, options)
-                seconds.append(time.perf_counter() - start)
-                write_image(tmp / name / rel, restored)
-            summary["sets"][name] = {"images": len(jobs), "seconds": seconds}
-            print(f"restored {len(jobs)} {name} images with {method.name}")
-        _write_text(tmp / "restore.json", json.dumps(summary, indent=2))
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out {args.out}: is a file, not a folder; choose another --out")
+    if options.get("save_kernels"):  # Pan's kernels, kept beside its PNGs for the Wiener and RL rows
+        options["kernel_dir"] = str(args.out / "kernels")
+    if args.kernels is not None:
+        options["kernel_dir"] = str(args.kernels)
+    manifest = args.manifest or args.out / f"shard-{shard.tag}.json"
+    _check_file_out(manifest)
+    done = restore_shard(method, model, options, sources, shard, args.out, manifest,
+                         identity(method.name, options, args.weights), progress=not args.quiet)
+    print(f"restored {done['restored_now']} images with {method.name} (shard {shard.index}/{shard.count}; "
+          f"{done['kept']} kept from an interrupted run) -> {manifest}")
     return 0
-
-
-def _score_set(layout: str, root: Path, blur_folder: str, restored: Path, cw_ssim: bool, quiet: bool) -> list[dict]:
-    from tqdm import tqdm
-
-    from benchmark.data import gopro_pairs, kohler_items, read_image
-    from benchmark.metrics import KOHLER_COLUMNS, kohler_score, score_image
-
-    rows = []
-    if layout == "gopro":
-        for p in tqdm(gopro_pairs(root, "test", blur_folder), desc="score", disable=quiet):
-            image = read_image(restored / p.seq / p.blurred.name)
-            rows.append({"image": f"{p.seq}/{p.blurred.name}",
-                         **score_image(image, read_image(p.sharp), with_cw_ssim=cw_ssim)})
-    else:
-        for k in tqdm(kohler_items(root), desc="score", disable=quiet):
-            result = kohler_score(read_image(restored / k.blurred.name), [read_image(f) for f in k.frames])
-            rows.append({"image": k.blurred.name, **{c: result[c] for c in KOHLER_COLUMNS}})
-    return rows
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from benchmark.files import staged_dir
+    from benchmark.evaluate import SHARD_RECORD, Shard, remove_other_splits, score_shard
+    from benchmark.files import check_parent, staged_dir
 
-    sets = _test_sets(args)
+    check_parent(args.out)
+    sources = _sources(args)
+    shard = Shard.parse(args.shard)
+    remove_other_splits(args.out.parent, shard)
+    rows, record = score_shard(sources, shard, args.restored, cw_ssim=args.cw_ssim, progress=not args.quiet)
     with staged_dir(args.out) as tmp:
-        for name, layout, root, blur_folder in sets:
-            rows = _score_set(layout, root, blur_folder, args.restored / name, args.cw_ssim, args.quiet)
-            if not rows:
-                raise CliError(f"{root}: no test images found")
-            frame = pd.DataFrame(rows)
+        for name, set_rows in rows.items():
+            frame = pd.DataFrame(set_rows)
             if args.method:
                 frame.insert(0, "method", args.method)
             frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
-            print(f"scored {len(rows)} {name} images -> {args.out / (name + '.csv')}")
+            print(f"scored {len(set_rows)} {name} images -> {args.out / (name + '.csv')}")
+        _write_text(tmp / SHARD_RECORD, json.dumps(record, indent=2, sort_keys=True))
     return 0
 
 
@@ -460,7 +424,7 @@ def cmd_deblur(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from benchmark.plan import format_notes, format_plan, make_plan
+    from benchmark.plan import format_evaluation, format_notes, format_plan, make_evaluation_plan, make_plan
     from benchmark.train import resolve_device
 
     _threads(args.threads)
@@ -472,14 +436,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError(f"{args.config}: not a profile (no {', '.join(missing)})")
     if args.probe_seconds is not None and args.probe_seconds < 0:
         raise CliError(f"--probe-seconds {args.probe_seconds:g}: must be 0 (no probe) or more")
-    plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds,
-                             device=resolve_device(args.device),
+    device = resolve_device(args.device)
+    half = None if args.probe_seconds is None else args.probe_seconds / 2  # the trainings' and the evaluation's
+    plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=half, device=device,
                              warn=lambda text: print(f"deblurbench plan: warning: {text}", file=sys.stderr, flush=True))
-    print(format_plan(profile["profile"], plan, source))
+    print(format_plan(profile["profile"], plan, source), flush=True)
     if format_notes(plan):
-        print("\nProbe notes:\n" + format_notes(plan))
+        print("\nProbe notes:\n" + format_notes(plan), flush=True)
+    evaluation, sources = make_evaluation_plan(profile, gpu_check=args.gpu_check, probe_seconds=half, device=device,
+                                               results=Path("results") / profile["profile"])
+    print("\n" + format_evaluation(profile["profile"], evaluation, sources))
     if args.out is not None:
-        _write_text(args.out, json.dumps({"profile": profile["profile"], "source": source, **plan}, indent=2))
+        _write_text(args.out, json.dumps({"profile": profile["profile"], "source": source, **plan,
+                                          "evaluation": {"sources": sources, **evaluation}}, indent=2))
     return 0
 
 
@@ -595,25 +564,40 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--kohler", type=Path, help="Köhler-layout root")
         p.add_argument("--blur-folder", default="blur", choices=("blur", "blur_gamma"), help="GOPRO input folder")
         p.add_argument("--gamma", action="store_true", help="also GOPRO's blur_gamma inputs (set gopro_gamma)")
+        p.add_argument("--hide", type=Path, help="HIDE root: its 2,025 test pairs (set hide)")
+        p.add_argument("--realblur", type=Path,
+                       help="RealBlur root: RealBlur-J's and RealBlur-R's 980 listed test pairs (sets realblur-j, "
+                            "realblur-r)")
+        p.add_argument("--verify", default="counts", choices=("counts", "structure"),
+                       help="HIDE and RealBlur pairs: checked against the official list and count (default), or "
+                            "paired by name only (miniature and stand-in trees)")
 
     p = add("restore", cmd_restore, "restore the test sets with a method, writing PNGs (one folder per set)")
     p.add_argument("--method", required=True, help="registered method (`deblurbench methods`)")
     p.add_argument("--weights", type=Path, help="trained weights (model.pt / checkpoint.pt / official release)")
     test_sets(p)
     p.add_argument("--options", type=_json_arg, help="JSON of method options")
-    p.add_argument("--limit", type=int, help="only the first N images of each set")
+    p.add_argument("--shard", default="1/1",
+                   help="restore only shard K of N (K/N; default 1/1, every image): the images of the test sets, "
+                        "in order, cut into N nearly equal contiguous slices. A killed shard resumes where it "
+                        "stopped when run again with the same method, options and weights")
+    p.add_argument("--manifest", type=Path,
+                   help="the record written when the shard is complete (default: <out>/shard-K-of-N.json)")
     p.add_argument("--kernels", type=Path,
                    help="wiener / richardson-lucy: the kernels/ folder of Pan's restore, read instead of "
                         "estimating each kernel again")
-    p.add_argument("--out", type=Path, required=True, help="folder: <out>/gopro, <out>/kohler, ...")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder: the restored images go to <out>/gopro/SEQ/NAME.png, <out>/kohler/NAME.png, ...")
     _common(p, device=True)
 
     p = add("score", cmd_score, "score restored images against the ground truth (a per-image CSV per set)")
     test_sets(p)
     p.add_argument("--restored", type=Path, required=True, help="folder written by `deblurbench restore`")
+    p.add_argument("--shard", default="1/1", help="score only shard K of N (as `restore --shard`)")
     p.add_argument("--method", help="method name written into the CSVs")
     p.add_argument("--cw-ssim", action="store_true", help="also CW-SSIM (pyiqa)")
-    p.add_argument("--out", type=Path, required=True, help="folder of CSVs: <out>/gopro.csv, <out>/kohler.csv")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder of CSVs: <out>/gopro.csv, <out>/kohler.csv, and shard.json")
     _common(p, config=False)
 
     p = add("time", cmd_time, "time a method at 1280x720 (median of N runs), with params and MACs")
@@ -656,14 +640,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where to write (tables, figures: a folder; report: the HTML file)")
         _common(p)
 
-    p = add("plan", cmd_plan, "before a long run: each training's iterations, time per iteration, GPU-hours, "
-                              "and the trainings' wall time on 1, 4 and 8 GPUs")
+    p = add("plan", cmd_plan, "before a long run: each training's iterations, time per iteration and GPU-hours, "
+                              "the evaluation's images, shards and seconds per image, their CPU- and GPU-hours, "
+                              "and the wall times on 1, 8 and 64 nodes")
     p.add_argument("--gpu-check", type=Path, default=Path("results/gpu_check"),
                    help="gpu_check JSON, or a folder whose newest gpu_check*.json is used (default: results/gpu_check)")
     p.add_argument("--probe-seconds", type=float,
-                   help="probe this machine for this many seconds in all, making the data, building the "
-                        "networks and warming up included, instead of reading a gpu_check JSON (the default, 60 s, "
-                        "when there is none); 0 lists the jobs and iterations untimed")
+                   help="probe this machine for this many seconds in all (half for the trainings, half for one "
+                        "restored image per method), making the data, building the networks and warming up "
+                        "included, instead of reading a gpu_check JSON (the default, 60 s, when there is none); 0 "
+                        "lists the jobs, iterations, images and shards untimed")
     p.add_argument("--out", type=Path, help="also write the plan as JSON here")
     _common(p, device=True)
 

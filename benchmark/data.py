@@ -6,6 +6,16 @@ Layouts read here (``research/deblur-facts.md`` §5-6):
   name in the blurred folder and in ``sharp``.
 - Köhler: ``<root>/BlurryImages/Blurry{i}_{j}.png`` and its ground-truth frames
   ``<root>/Image{i}/Kernel{j}/GroundTruth{i}_{j}_{frame}.png`` (frame counted from 1).
+- HIDE (``research/generalisation-testsets.md`` §1): ``<root>/test/{test-close-ups,test-long-shot}/<name>``
+  with the sharp image of the same name in ``<root>/GT/`` (``HIDE_dataset.zip``), or ``<root>/{input,target}/<name>``
+  (the MPRNet / Restormer copy of the 2,025 test pairs).
+- RealBlur-J / -R (§2): ``<root>/RealBlur-J_ECC_IMCORR_centroid_itensity_ref/scene<N>/{blur/blur_<K>,gt/gt_<K>}.png``
+  (``-R``: ``RealBlur-R_BM3D_ECC_IMCORR_centroid_itensity_ref``), the 980 test pairs of each named by the official
+  test list (``realblur_test_list.json``); or ``<root>/RealBlur_{J,R}/{input,target}/<name>`` (the Restormer copies)
+  whose names must still name the listed scenes and frames.
+
+Every pair is matched by name, never by position: a missing or extra file is a :class:`PairingError` naming
+how many and the first few, never a shifted pairing.
 
 The crop cache (:func:`build_crop_cache`, :class:`CropCache`, :class:`CropSampler`) decodes a
 split once into uint8 ``.npy`` files that are memory-mapped, so a training step costs one slice
@@ -269,6 +279,223 @@ def kohler_items(root: str | os.PathLike[str]) -> list[KohlerItem]:
     if not items:
         raise ValueError(f"{blurry_dir}: no Blurry<i>_<j>.png images")
     return sorted(items, key=lambda item: (item.image, item.kernel))
+
+
+# -- HIDE and RealBlur ----------------------------------------------------------------------------
+HIDE_TEST_PAIRS = 2025  # HA_deblur README: 6,397 train / 2,025 test of 8,422 pairs
+HIDE_ALL_PAIRS = 8422
+HIDE_SUBSETS = ("test-close-ups", "test-long-shot")
+REALBLUR_TEST_PAIRS = 980
+REALBLUR_VARIANTS = ("J", "R")
+REALBLUR_FOLDERS = {"J": "RealBlur-J_ECC_IMCORR_centroid_itensity_ref",  # "itensity": the real folders' spelling
+                    "R": "RealBlur-R_BM3D_ECC_IMCORR_centroid_itensity_ref"}
+SHOWN = 3  # names quoted in a pairing error
+# A name in a flat (input/target) RealBlur copy that says which listed pair it is: scene230_blur_7.png,
+# scene230-blur_7.png or scene230_7.png.
+_REALBLUR_FLAT_NAME = re.compile(r"(scene\d+)[_-](?:blur[_-])?(\d+)\.png")
+_REALBLUR_BLUR_NAME = re.compile(r"blur_(\d+)\.png")
+
+
+class PairingError(ValueError):
+    """A test set whose blurred and sharp images do not pair up by name, or do not match the official list.
+
+    The message is one line: where, how many are missing or extra, and the first few names; ``missing``
+    and ``extra`` hold every name (relative to the test set's root).
+    """
+
+    def __init__(self, message: str, missing: Sequence[str] = (), extra: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.missing, self.extra = list(missing), list(extra)
+
+
+def _first(names: Sequence[str]) -> str:
+    return ", ".join(names[:SHOWN]) + (", ..." if len(names) > SHOWN else "")
+
+
+def _problems(missing: Sequence[str], extra: Sequence[str], what_missing: str, what_extra: str) -> list[str]:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing):,} {what_missing} ({_first(missing)})")
+    if extra:
+        parts.append(f"{len(extra):,} {what_extra} ({_first(extra)})")
+    return parts
+
+
+def hide_pairs(root: str | os.PathLike[str], expected: int | None = HIDE_TEST_PAIRS) -> list[Pair]:
+    """The HIDE test pairs under ``root``, sorted by name; ``Pair.seq`` is ``"test"``, ``Pair.name`` the file name.
+
+    HIDE publishes no list file: its test split is the blurred images of ``test/test-close-ups/`` and
+    ``test/test-long-shot/``, each paired by name with ``GT/<name>`` (``GT/`` also holds the training
+    pairs' sharp images). Checked here: no name in both test folders, every test image has its sharp
+    partner, and, when ``train/`` is there too, every ``GT/`` image has a blurred partner in ``train/`` or
+    ``test/`` (so a test image lost from a download is named, not only counted). The flat copy
+    (``input/`` and ``target/``) must hold the same names in both. ``expected`` is the number of pairs
+    (``None``: any, for miniature trees). Raises FileNotFoundError when neither layout is there and
+    :class:`PairingError` (one line, the first few names) when the pairs do not add up.
+    """
+    root = Path(root)
+    subsets = [root / "test" / s for s in HIDE_SUBSETS]
+    if any(d.is_dir() for d in subsets):
+        gt_dir = root / "GT"
+        if not gt_dir.is_dir():
+            raise FileNotFoundError(f"{gt_dir}: HIDE ground-truth folder not found (the official layout keeps "
+                                    "every sharp image in GT/)")
+        blurred: dict[str, Path] = {}
+        both = []
+        for folder in subsets:
+            for name in sorted(_image_names(folder)) if folder.is_dir() else []:
+                if name in blurred:
+                    both.append(f"test/{HIDE_SUBSETS[1]}/{name}")
+                blurred[name] = folder / name
+        sharp_names = _image_names(gt_dir)
+        missing = [f"GT/{n}" for n in sorted(set(blurred) - sharp_names)]
+        orphans = []
+        if (root / "train").is_dir():  # then every sharp image has a blurred partner somewhere
+            orphans = [f"GT/{n}" for n in sorted(sharp_names - set(blurred) - _image_names(root / "train"))]
+        extra = both + orphans
+        parts = _problems(missing, orphans, "test images without their sharp image",
+                          "sharp images in GT/ with no blurred image in train/ or test/")
+        if both:
+            parts.append(f"{len(both):,} images in both test folders ({_first(both)})")
+        sharp_dir = gt_dir
+    elif (root / "input").is_dir() and (root / "target").is_dir():
+        blurred = {n: root / "input" / n for n in _image_names(root / "input")}
+        sharp_names = _image_names(root / "target")
+        missing = [f"target/{n}" for n in sorted(set(blurred) - sharp_names)]
+        extra = [f"target/{n}" for n in sorted(sharp_names - set(blurred))]
+        parts = _problems(missing, extra, "blurred images without their sharp image", "sharp images without their "
+                          "blurred image")
+        sharp_dir = root / "target"
+    else:
+        raise FileNotFoundError(f"{root}: no HIDE test set (expected test/test-close-ups/, test/test-long-shot/ and "
+                                "GT/ as HIDE_dataset.zip unpacks, or input/ and target/ as in the MPRNet/Restormer "
+                                "copy)")
+    pairs = [Pair("test", n, blurred[n], sharp_dir / n) for n in sorted(set(blurred) & sharp_names)]
+    if expected is not None and len(pairs) != expected:
+        parts.append(f"{len(pairs):,} test pairs, expected {expected:,}")
+    if parts:
+        raise PairingError(f"{root}: the HIDE test set does not add up: " + "; ".join(parts), missing, extra)
+    if not pairs:
+        raise PairingError(f"{root}: no HIDE test pairs found")
+    return pairs
+
+
+@functools.cache
+def _realblur_record() -> dict[str, Any]:
+    return json.loads((Path(__file__).with_name("realblur_test_list.json")).read_text())
+
+
+def realblur_test_list() -> list[tuple[str, int]]:
+    """The 980 RealBlur test pairs as (scene, frame K), in the official lists' order (the same for J and R)."""
+    return [(scene, int(k)) for scene, k in _realblur_record()["pairs"]]
+
+
+def realblur_list_text(variant: str) -> str:
+    """The official ``RealBlur_<variant>_test_list.txt``, byte for byte: ``<gt path> <blur path> `` per line."""
+    folder = REALBLUR_FOLDERS[_realblur_variant(variant)]
+    lines = [f"{folder}/{s}/gt/gt_{k}.png {folder}/{s}/blur/blur_{k}.png" for s, k in realblur_test_list()]
+    return " \n".join(lines)  # every line but the last ends in a space; no final newline
+
+
+def realblur_list_sha256(variant: str) -> str:
+    """The SHA-256 of the official list file of ``variant`` (what :func:`realblur_list_text` must hash to)."""
+    return _realblur_record()["sha256"][_realblur_variant(variant)]
+
+
+def _realblur_variant(variant: str) -> str:
+    v = str(variant).upper().removeprefix("REALBLUR-").removeprefix("REALBLUR_")
+    if v not in REALBLUR_VARIANTS:
+        raise ValueError(f"unknown RealBlur variant {variant!r} (expected J or R)")
+    return v
+
+
+def _scene_key(entry: tuple[str, int]) -> tuple[int, int]:
+    return int(entry[0].removeprefix("scene")), entry[1]
+
+
+def realblur_pairs(root: str | os.PathLike[str], variant: str, listed: Sequence[tuple[str, int]] | None = None,
+                   *, check_list: bool = True) -> list[Pair]:
+    """The RealBlur-``variant`` (``"J"`` or ``"R"``) test pairs under ``root``, sorted by scene then frame.
+
+    ``Pair.seq`` is the scene (``scene230``) and ``Pair.name`` ``blur_<K>.png``, whichever layout the files
+    are in, so restored images and score rows are named alike for both (the official script expects a
+    restored image named ``<scene>_blur_<K>.png``). The official test list (``listed``, default
+    :func:`realblur_test_list`) is the source of truth: every listed pair must be there, found by its path
+    (``RealBlur-J_ECC_IMCORR_centroid_itensity_ref/<scene>/{blur,gt}/...``) or, in a flat copy, by a file
+    name that names its scene and frame, present in both ``input/`` and ``target/``. A tree that holds the
+    other variant's folder instead is refused as a J/R swap. ``check_list=False`` pairs whatever the tree
+    holds (miniature and stand-in trees), still by name. Raises FileNotFoundError when no RealBlur tree is
+    there and :class:`PairingError` (one line, the first few names) when the pairs do not match the list.
+    """
+    root, v = Path(root), _realblur_variant(variant)
+    other = "R" if v == "J" else "J"
+    folder, flat = root / REALBLUR_FOLDERS[v], root / f"RealBlur_{v}"
+    entries = list(realblur_test_list() if listed is None else listed)
+    if folder.is_dir():
+        if check_list:
+            found = {e: (folder / e[0] / "blur" / f"blur_{e[1]}.png", folder / e[0] / "gt" / f"gt_{e[1]}.png")
+                     for e in entries}
+            missing = [p.relative_to(root).as_posix() for paths in found.values() for p in paths if not p.is_file()]
+            if missing:
+                raise PairingError(f"{root}: {len(missing):,} images of the {len(entries):,} listed RealBlur-{v} "
+                                   f"test pairs missing ({_first(missing)})", missing)
+        else:
+            found, missing = {}, []
+            for scene in (d for d in folder.iterdir() if d.is_dir()):
+                blurs = {int(m[1]) for n in (_image_names(scene / "blur") if (scene / "blur").is_dir() else ())
+                         if (m := _REALBLUR_BLUR_NAME.fullmatch(n))}
+                for k in blurs:
+                    found[(scene.name, k)] = (scene / "blur" / f"blur_{k}.png", scene / "gt" / f"gt_{k}.png")
+                    if not found[(scene.name, k)][1].is_file():
+                        missing.append(found[(scene.name, k)][1].relative_to(root).as_posix())
+            if missing:
+                raise PairingError(f"{root}: {len(missing):,} RealBlur-{v} blurred images without their sharp "
+                                   f"image ({_first(sorted(missing))})", sorted(missing))
+    elif flat.is_dir():
+        found = _realblur_flat(root, flat, v, entries, check_list)
+    elif (root / REALBLUR_FOLDERS[other]).is_dir() or (root / f"RealBlur_{other}").is_dir():
+        held = REALBLUR_FOLDERS[other] if (root / REALBLUR_FOLDERS[other]).is_dir() else f"RealBlur_{other}"
+        raise PairingError(f"{root}: no RealBlur-{v} test set, only {held}/, which is RealBlur-{other}: "
+                           f"RealBlur-J and RealBlur-R swapped?", [f"{REALBLUR_FOLDERS[v]}/"], [f"{held}/"])
+    else:
+        raise FileNotFoundError(f"{root}: no RealBlur-{v} test set (expected {REALBLUR_FOLDERS[v]}/ as "
+                                f"RealBlur.tar.gz unpacks, or RealBlur_{v}/input/ and target/)")
+    if not found:
+        raise PairingError(f"{root}: no RealBlur-{v} test pairs found")
+    return [Pair(e[0], f"blur_{e[1]}.png", *found[e]) for e in sorted(found, key=_scene_key)]
+
+
+def _realblur_flat(root: Path, flat: Path, v: str, entries: Sequence[tuple[str, int]],
+                   check_list: bool) -> dict[tuple[str, int], tuple[Path, Path]]:
+    """Pairs of a flat copy (``RealBlur_<v>/{input,target}/<name>``), each name parsed into (scene, K)."""
+    for side in ("input", "target"):
+        if not (flat / side).is_dir():
+            raise FileNotFoundError(f"{flat / side}: folder not found (a flat RealBlur copy holds input/ and target/)")
+    inputs, targets = _image_names(flat / "input"), _image_names(flat / "target")
+    missing = [f"target/{n}" for n in sorted(inputs - targets)]
+    extra = [f"input/{n}" for n in sorted(targets - inputs)]
+    parts = _problems(missing, extra, "blurred images without their sharp image",
+                      "sharp images without their blurred image")
+    if parts:
+        raise PairingError(f"{flat}: " + "; ".join(parts), missing, extra)
+    parsed = {n: m for n in inputs if (m := _REALBLUR_FLAT_NAME.fullmatch(n))}
+    unnamed = sorted(inputs - set(parsed))
+    if unnamed:
+        raise PairingError(f"{flat}: {len(unnamed):,} file names do not name a RealBlur scene and frame "
+                           f"({_first(unnamed)}; expected e.g. scene230_blur_7.png), so they cannot be matched "
+                           "to the official test list; use the official RealBlur.tar.gz", [], unnamed)
+    found = {(m[1], int(m[2])): (flat / "input" / n, flat / "target" / n) for n, m in parsed.items()}
+    if len(found) < len(parsed):
+        raise PairingError(f"{flat}: several file names name the same scene and frame")
+    if check_list:
+        listed = set(entries)
+        missing = [f"{s}_blur_{k}.png" for s, k in sorted(listed - set(found), key=_scene_key)]
+        extra = [found[e][0].name for e in sorted(set(found) - listed, key=_scene_key)]
+        parts = _problems(missing, extra, f"of the {len(entries):,} listed RealBlur-{v} test pairs missing",
+                          "pairs not in the official test list")
+        if parts:
+            raise PairingError(f"{root}: " + "; ".join(parts), missing, extra)
+    return found
 
 
 # -- crop cache -----------------------------------------------------------------------------------

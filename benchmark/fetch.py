@@ -222,11 +222,12 @@ def _record(root: Path, name: str, sha256: str) -> None:
 
 def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), archive: Path | None = None,
           md5: Mapping[str, str] | None = None, retries: int = 4, backoff: float = 2.0, quiet: bool = False,
-          unpack_limit: float | None = None) -> dict:
-    """Fetch ``gopro``, ``kohler`` or ``vgg19``; returns a record of files and checksums.
+          unpack_limit: float | None = None, verify: str = "counts") -> dict:
+    """Fetch ``gopro``, ``kohler``, ``hide``, ``realblur`` or ``vgg19``; returns a record of files and checksums.
 
     ``md5`` replaces published Köhler checksums by archive name, for a mirror that re-packed them.
     ``unpack_limit`` caps what an archive may unpack to, as a multiple of the expected dataset.
+    ``verify`` (HIDE, RealBlur): ``counts`` checks the official lists and counts, ``structure`` pairing only.
     """
     if name == "vgg19":
         from models.losses import vgg19_weights_path
@@ -279,7 +280,12 @@ def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), a
             extract(local, root, **limits_for(file, unpack_limit))
             checksums[file] = expected
         return {"dataset": "kohler", "root": str(root), "checksums": checksums}
-    raise FetchError(f"unknown dataset {name!r}; choose gopro, kohler or vgg19")
+    if name in ("hide", "realblur"):  # the generalisation test sets: declared and verified in benchmark/testsets.py
+        from benchmark.testsets import fetch_testset
+
+        return fetch_testset(name, root, mirrors=mirrors, archive=archive, retries=retries, backoff=backoff,
+                             quiet=quiet, unpack_limit=unpack_limit, verify=verify)
+    raise FetchError(f"unknown dataset {name!r}; choose gopro, kohler, hide, realblur or vgg19")
 
 
 def _unpack_gopro(zip_path: Path, root: Path, limits: Mapping) -> None:
@@ -326,7 +332,8 @@ def _factor_arg(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=("gopro", "kohler", "vgg19", "weights"), help="what to fetch")
+    parser.add_argument("dataset", choices=("gopro", "kohler", "hide", "realblur", "vgg19", "weights"),
+                        help="what to fetch")
     from benchmark.releases import RELEASES  # here, not at the top: releases imports this module
 
     parser.add_argument("release", nargs="?", metavar="NAME",
@@ -343,12 +350,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unpack-limit", type=_factor_arg, default=UNPACK_LIMIT, metavar="FACTOR",
                         help="refuse an archive unpacking to more than FACTOR x the expected dataset's size or "
                              f"member count (config data.<dataset>.unpack_limit; default {UNPACK_LIMIT:g})")
+    parser.add_argument("--structure-only", action="store_true",
+                        help="HIDE, RealBlur: pair by name only, not against the official counts and lists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     record = fetch(args.dataset, args.root, mirrors=args.mirror, archive=args.archive, md5=dict(args.md5),
-                   retries=args.retries, backoff=args.backoff, quiet=args.quiet, unpack_limit=args.unpack_limit)
+                   retries=args.retries, backoff=args.backoff, quiet=args.quiet, unpack_limit=args.unpack_limit,
+                   verify="structure" if args.structure_only else "counts")
     if args.record:
         write_text_atomic(args.record, json.dumps(record, indent=2))
     print(json.dumps(record["checksums"], indent=2))

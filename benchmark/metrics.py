@@ -305,3 +305,109 @@ def score_image(restored: np.ndarray, reference: np.ndarray, *, with_cw_ssim: bo
     if with_cw_ssim:
         scores["cw_ssim"] = cw_ssim(restored, reference)
     return scores
+
+
+# -- HIDE (Shen et al., ICCV 2019) and RealBlur (Rim et al., ECCV 2020) ---------------------------------
+# research/generalisation-testsets.md §1-2. HIDE is scored as GOPRO is in MPRNet's evaluate_GOPRO_HIDE.m
+# (MATLAB psnr and ssim on the uint8 RGB images). RealBlur is scored as its authors' evaluation_RealBlur_ecc.py
+# does, read at rimchang/RealBlur@cf28b80 and written anew here, step by step.
+
+HIDE_COLUMNS = ("psnr", "ssim_matlab")
+REALBLUR_COLUMNS = ("psnr", "ssim", "ecc_converged")
+REALBLUR_ECC_ITERATIONS = 100  # criteria (TERM_CRITERIA_EPS | TERM_CRITERIA_COUNT, 100, 0)
+REALBLUR_ECC_EPS = 0.0
+REALBLUR_ECC_FILTER = 5  # gaussFiltSize
+REALBLUR_SSIM_PAD = RADIUS  # (win_size - 1) // 2 with win_size = 2 * int(3.5 * 1.5 + 0.5) + 1 = 11
+
+
+def hide_score(restored: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """HIDE's official scores of one restored image: MATLAB ``psnr(input, gt)`` and ``ssim(input, gt)`` on the
+    full uint8 RGB images, no crop, no Y channel (the SSIM is MATLAB's 3-D form, ``ssim(..., "matlab")``).
+    The same two numbers :func:`score_image` gives GOPRO as ``psnr`` and ``ssim_matlab``."""
+    return {"psnr": psnr(restored, reference), "ssim_matlab": ssim(restored, reference, "matlab")}
+
+
+def realblur_align(restored: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """``image_align(deblurred, gt)`` of the RealBlur evaluation, on uint8 RGB images.
+
+    Both images become float32 in [0, 1] (``imread(...).astype('float32') / 255``). With z the restored and x
+    the reference image: ``zs = (sum(x z) / sum(z z)) z`` (least-squares intensity scaling, float32, not
+    clipped); the homography W registering ``zs`` to ``x`` by OpenCV's ``findTransformECC`` on their
+    ``COLOR_RGB2GRAY`` images (the reference is the template), starting from the identity, stopping after
+    100 iterations (epsilon 0), Gaussian filter size 5, no mask; ``zr = warpPerspective(zs, W, INTER_CUBIC +
+    WARP_INVERSE_MAP, BORDER_REFLECT)``; the valid-pixel mask ``cr``, a ones image warped the same way with
+    INTER_NEAREST and a constant 0 border; then ``zr *= cr`` and ``xr = x * cr``.
+
+    When ECC raises (it did not converge, or the images are uncorrelated) the identity warp is used instead,
+    so the image is still scored, and ``converged`` is False. Returns ``zr``, ``xr``, ``cr`` (float32 HxWx3),
+    ``warp`` (3x3 float32), ``scale`` and ``converged``.
+    """
+    import cv2  # only here: nothing else in the suite needs OpenCV
+
+    _check_pair(restored, reference)  # uint8 and the same shape: the official script starts from the PNGs
+    if restored.ndim != 3:
+        raise ValueError(f"RealBlur scoring needs RGB images, got shape {restored.shape}")
+    z = restored.astype(np.float32) / 255
+    x = reference.astype(np.float32) / 255
+    scale = np.sum(x * z) / np.sum(z * z)
+    zs = scale * z
+    warp = np.eye(3, 3, dtype=np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, REALBLUR_ECC_ITERATIONS, REALBLUR_ECC_EPS)
+    try:
+        _, warp = cv2.findTransformECC(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.cvtColor(zs, cv2.COLOR_RGB2GRAY),
+                                       warp, cv2.MOTION_HOMOGRAPHY, criteria, None, REALBLUR_ECC_FILTER)
+        converged = True
+    except cv2.error:
+        warp, converged = np.eye(3, 3, dtype=np.float32), False
+    size = (x.shape[1], x.shape[0])
+    zr = cv2.warpPerspective(zs, warp, size, flags=cv2.INTER_CUBIC + cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REFLECT)
+    cr = cv2.warpPerspective(np.ones_like(zs, dtype=np.float32), warp, size,
+                             flags=cv2.INTER_NEAREST + cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0)
+    return {"zr": zr * cr, "xr": x * cr, "cr": cr, "warp": warp, "scale": float(scale), "converged": converged}
+
+
+def _gaussian_ssim_map(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
+    """The full per-pixel SSIM map of one 2-D channel: scikit-image's ``structural_similarity(gaussian_weights=True,
+    sigma=1.5, use_sample_covariance=False, full=True)`` in float64 (as its release 0.17.2, which the RealBlur
+    script requires, computes: later releases keep float32 input in float32)."""
+    g = _gaussian_1d()
+
+    def blur(a: np.ndarray) -> np.ndarray:
+        return ndimage.correlate1d(ndimage.correlate1d(a, g, axis=0, mode="reflect"), g, axis=1, mode="reflect")
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    return ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+
+
+def realblur_score(restored: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """RealBlur's official scores of one restored image (``evaluation_RealBlur_ecc.py``), after
+    :func:`realblur_align`:
+
+    - PSNR over the valid pixels: ``10 log10(1 / (sum((xr - zr)^2) / sum(cr)))`` (the squared error of the
+      three channels summed in float64, divided by the mask's count over the three channels; data range 1).
+    - SSIM: the per-channel Gaussian SSIM map of ``(xr, zr)`` (data range 1), multiplied by ``cr``, a 5-pixel
+      border cropped from the map and the mask alike, then per channel ``sum(map) / sum(cr)``, averaged over
+      the three channels.
+
+    ``ecc_converged`` is False where ECC failed and the identity warp was used; ``scale`` and ``warp`` are
+    the intensity scale and the homography (row-major, 9 numbers).
+    """
+    aligned = realblur_align(restored, reference)
+    zr, xr, cr = aligned["zr"], aligned["xr"], aligned["cr"]
+    if min(cr.shape[:2]) <= 2 * REALBLUR_SSIM_PAD:
+        raise ValueError(f"RealBlur SSIM needs images larger than 11x11 pixels, got {cr.shape[1]}x{cr.shape[0]}")
+    err = np.sum((xr - zr) ** 2, dtype=np.float64) / np.sum(cr)
+    value_psnr = float(10 * np.log10(1.0 / err)) if err > 0 else math.inf
+    x64, z64 = xr.astype(np.float64), zr.astype(np.float64)
+    pad = REALBLUR_SSIM_PAD
+    per_channel = []
+    for c in range(xr.shape[2]):
+        ssim_map = _gaussian_ssim_map(x64[..., c], z64[..., c], 1.0) * cr[..., c]
+        mask = cr[pad:-pad, pad:-pad, c]
+        per_channel.append(ssim_map[pad:-pad, pad:-pad].sum() / mask.sum())
+    return {"psnr": value_psnr, "ssim": float(np.mean(per_channel)), "ecc_converged": aligned["converged"],
+            "scale": aligned["scale"], "warp": [float(w) for w in aligned["warp"].ravel()]}

@@ -1,17 +1,21 @@
 """What a profile's trainings will cost before they run: iterations, time per iteration, GPU-hours,
-and the wall time of the DAG's trainings on 1, 4 and 8 GPUs (``deblurbench plan``).
+and the wall time of the DAG's trainings on 1, 8 and 64 GPUs; the evaluation's images, shards, seconds per
+image, CPU- and GPU-hours and wall time on 1, 8 and 64 cluster nodes (``deblurbench plan``).
 
 The time per iteration comes from a ``benchmarks/gpu_check.py`` JSON (measured on a GPU) or from a
 short probe on this machine: the project's one training loop (:class:`benchmark.train.Trainer`)
 run for a few seconds at each job's own crop, batch, losses and critic steps on synthetic crops.
 The trainings are independent jobs; on N GPUs they are placed longest first on the GPU that frees
-up first, and the wall time is the last one's end. Everything outside training (fetch, restore,
-score, report) takes minutes and is not counted.
+up first, and the wall time is the last one's end. The evaluation's seconds per image come from the
+profile's own timings at the test images' size, a gpu_check JSON, or a probe of one image per method
+through its restore code (in a child process); its shard jobs are placed the same way on 1, 8 and 64
+nodes. Fetching, scoring and the report take minutes and are not counted.
 
 A probe keeps to its time budget, making the probe data, building the networks and the warm-up
-included: each job gets an equal share of what is left, and a job still running at the end of its
-share is stopped (:func:`deadline`; a running torch operation finishes first) and listed as not
-measured, with what it was doing.
+included: the trainings' probe and the evaluation's each get half; within one, each job gets an equal
+share of what is left, and a job still running at the end of its share is stopped (:func:`deadline`; a
+running torch operation finishes first; an evaluation probe's child process is ended) and listed as not
+measured, or as a lower bound, with what it was doing.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-GPU_COUNTS = (1, 4, 8)
 GPU_CHECK_DIR = Path("results/gpu_check")
+NODE_COUNTS = (1, 8, 64)  # the wall times printed: on 1, 8 and 64 GPUs or cluster nodes
 DEFAULT_PROBE_SECONDS = 60.0
 MIN_SHARE_SECONDS = 0.5  # a job whose share of the budget is shorter is not started
 PAPER_CROP = 256  # the paper's training crop: a probe at this size on a CPU gets a warning first
@@ -213,7 +217,7 @@ def schedule_wall(hours: Sequence[float], gpus: int) -> float:
 
 
 def estimate(jobs: Sequence[Job], ms_per_iteration: Mapping[str, float]) -> dict[str, Any]:
-    """Each job's GPU-hours (iterations x time per iteration) and the trainings' wall time on 1, 4, 8 GPUs.
+    """Each job's GPU-hours (iterations x time per iteration) and the trainings' wall time on 1, 8, 64 GPUs.
     A job without its own measurement is left out of the walls and named in ``unmeasured``."""
     rows, unmeasured = [], []
     for job in jobs:
@@ -225,7 +229,7 @@ def estimate(jobs: Sequence[Job], ms_per_iteration: Mapping[str, float]) -> dict
                      "ms_per_iteration": ms, "hours": None if ms is None else job.iterations * ms / 3.6e6})
     hours = [r["hours"] for r in rows if r["hours"] is not None]
     return {"jobs": rows, "gpu_hours": sum(hours), "unmeasured": unmeasured,
-            "wall_hours": {str(n): schedule_wall(hours, n) for n in GPU_COUNTS}}
+            "wall_hours": {str(n): schedule_wall(hours, n) for n in NODE_COUNTS}}
 
 
 def latest_gpu_check(where: Path) -> Path | None:
@@ -296,7 +300,7 @@ def format_plan(profile: str, plan: Mapping[str, Any], source: str) -> str:
         return "\n".join(lines)
     lines += ["", f"Total: {plan['gpu_hours']:.2f} {unit}-hours. Wall time of the trainings (longest first, "
                   f"on the {unit} free first): " + ", ".join(f"{n} {unit}{'s' if n > 1 else ''}: "
-                                                     f"{plan['wall_hours'][str(n)]:.2f} h" for n in GPU_COUNTS)]
+                                                     f"{plan['wall_hours'][str(n)]:.2f} h" for n in NODE_COUNTS)]
     if plan["unmeasured"]:
         lines.append(f"Not measured, left out of the totals: {', '.join(plan['unmeasured'])}.")
     return "\n".join(lines)
@@ -341,3 +345,251 @@ def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: 
                   f"{where.get('gpu') or where['cpu']}, {device.type}, {precision})")
     plan = estimate(jobs, times) | {"measured_on": "cpu" if measured_on == "cpu" else "gpu"}
     return plan | ({"probe_notes": notes} if notes else {}), source
+
+
+# -- the evaluation: restore every test image of every evaluated name, in shards --------------------------
+
+@dataclass(frozen=True)
+class EvaluationJob:
+    """An evaluated name (a classical method, a trained method's seed, an authors' release): its method and
+    options, how many images of each test set it restores, and its shards."""
+
+    name: str
+    method: str
+    options: dict[str, Any] = field(hash=False)
+    network: bool
+    images: dict[str, int] = field(hash=False)
+    shards: int
+    shard_size: int
+
+
+def evaluation_jobs(cfg: Mapping[str, Any]) -> list[EvaluationJob]:
+    """Every evaluated name of the DAG, as ``rules/common.smk`` and ``rules/weights.smk`` name them."""
+    from benchmark import evaluate, registry, runs
+    from benchmark.releases import release
+
+    expected = evaluate.expected_images(cfg)
+    named = [(name, m.name, registry.configured_options(m.name, cfg), m.name) for m in registry.available()
+             for _, name in runs.seed_runs(m.name, cfg)]
+    for r in cfg.get("weights", {}).get("releases", []):  # evaluated as their own names (no blur_gamma audit)
+        rel = release(r)
+        named.append((f"authors:{r}", rel.method, registry.get(rel.method).options(rel.options), r))
+    jobs = []
+    for name, method, options, evaluated_as in named:
+        images = {s: expected[s] for s in evaluate.evaluation_sets(cfg, evaluated_as)}
+        size = evaluate.shard_size(cfg, method)
+        jobs.append(EvaluationJob(name, method, options, registry.get(method).kind == "trained", images,
+                                  evaluate.shard_count(sum(images.values()), size), size))
+    return jobs
+
+
+def _restore_seconds(probes: Sequence[tuple[str, dict[str, Any], str]], width: int, height: int,
+                     queue: Any) -> None:
+    """Child process of :func:`probe_restores`: for each (method, options, device) in turn, build the method (a
+    network with untrained weights: its cost does not depend on their values), say so, restore one image and
+    put the seconds on ``queue``."""
+    from benchmark import registry
+    from benchmark.timing import test_image
+
+    image = test_image(width, height)
+    for method, options, device in probes:
+        m = registry.get(method)
+        model = None
+        if m.kind == "trained":
+            import torch
+
+            from benchmark.inference import for_inference
+
+            torch.set_num_threads(1)
+            model = for_inference(m.build(dict(options)).to(device))
+        queue.put(("ready", method))
+        started = time.perf_counter()
+        m.restore(model, image, dict(options))
+        if device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        queue.put(("done", time.perf_counter() - started))
+
+
+def _receive(channel: Any, child: Any, until: float, method: str) -> Any:
+    """The child's next message before ``until`` (``time.monotonic()``; queue.Empty after it); an error if the
+    child died."""
+    import queue as queues
+
+    while True:
+        try:
+            return channel.get(timeout=min(0.5, max(until - time.monotonic(), 0.01)))
+        except queues.Empty:
+            if not child.is_alive() and channel.empty():
+                raise RuntimeError(f"plan: the restore probe of {method} died (exit code {child.exitcode})") from None
+            if time.monotonic() >= until:
+                raise
+
+
+def probe_restores(probes: Sequence[tuple[str, Mapping[str, Any], str]], width: int, height: int,
+                   budget: float) -> dict[str, tuple[float | None, bool]]:
+    """Seconds to restore one ``width`` x ``height`` image with each (method, options, device) through its restore
+    code, in a child process, within ``budget`` seconds in all (starting the child and building the networks
+    included): each method gets an equal share of what is left. method -> (seconds, True); (seconds it ran,
+    False) when its restore was stopped at the end of its share (a lower bound); (None, False) when the share
+    ran out before the method was built. A stopped child is replaced for the methods after it."""
+    import multiprocessing
+    import queue as queues
+
+    context = multiprocessing.get_context("spawn")
+    todo = [(m, dict(o), d) for m, o, d in probes]
+    results: dict[str, tuple[float | None, bool]] = {}
+    end = time.monotonic() + budget
+    while todo:
+        channel = context.Queue()
+        child = context.Process(target=_restore_seconds, args=(todo, width, height, channel), daemon=True)
+        child.start()
+        try:
+            while todo:
+                method = todo[0][0]
+                until = time.monotonic() + max((end - time.monotonic()) / len(todo), 0.0)
+                try:
+                    _receive(channel, child, until, method)  # ("ready", method): started and built
+                except queues.Empty:
+                    results[method] = (None, False)
+                    todo.pop(0)
+                    break
+                started = time.monotonic()
+                try:
+                    results[method] = (_receive(channel, child, until, method)[1], True)
+                except queues.Empty:  # stopped at the end of its share: a lower bound
+                    results[method] = (time.monotonic() - started, False)
+                    todo.pop(0)
+                    break
+                todo.pop(0)
+        finally:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+    return results
+
+
+def timing_files(results: Path) -> dict[str, dict[str, Any]]:
+    """The workflow's own timing JSONs of a profile (``results/<profile>/timing``), by method."""
+    found = {}
+    for path in sorted((results / "timing").glob("*.json")) if (results / "timing").is_dir() else []:
+        try:
+            found[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def evaluation_seconds(cfg: Mapping[str, Any], jobs: Sequence[EvaluationJob], *, results: Path | None,
+                       gpu_check: Mapping[str, Any] | None, probe_seconds: float, device: Any
+                       ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Seconds per GOPRO-sized image per method, and where each came from: the profile's own timing of that
+    method at that size (``deblurbench time``), a gpu_check measurement of the network, or a probe of one image
+    through the restore code on this machine within ``probe_seconds`` in all."""
+    from benchmark.evaluate import image_sizes
+
+    width, height = image_sizes(cfg)["gopro"]
+    timed = timing_files(results) if results is not None else {}
+    checked = {r["method"]: r for r in (gpu_check or {}).get("inference", [])
+               if (r.get("width"), r.get("height")) == (width, height)}
+    methods = {j.method: j.options for j in jobs}
+    seconds: dict[str, dict[str, Any]] = {}
+    to_probe = []
+    for method in methods:
+        t = timed.get(method)
+        if t and (t.get("width"), t.get("height")) == (width, height):
+            seconds[method] = {"seconds": t["median_s"], "complete": True, "source": "timing",
+                               "device": t.get("device", "cpu")}
+        elif method in checked:
+            seconds[method] = {"seconds": checked[method]["median_s"], "complete": True, "source": "gpu_check",
+                               "device": "cuda"}
+        else:
+            to_probe.append(method)
+    if probe_seconds > 0 and to_probe:
+        from benchmark import registry
+
+        where = {m: "cpu" if registry.get(m).kind == "classical" else getattr(device, "type", str(device))
+                 for m in to_probe}
+        probed = probe_restores([(m, methods[m], where[m]) for m in to_probe], width, height, probe_seconds)
+        for method, (value, complete) in probed.items():
+            if value is not None:
+                seconds[method] = {"seconds": value, "complete": complete, "source": "probe",
+                                   "device": where[method]}
+    return seconds, [m for m in methods if m not in seconds]
+
+
+def estimate_evaluation(cfg: Mapping[str, Any], jobs: Sequence[EvaluationJob],
+                        seconds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each evaluated name's hours (images x seconds per image, a set of another size scaled by its pixel count
+    from the GOPRO-sized measurement), its shards' hours, the CPU- and GPU-hours, and the evaluation's wall time
+    on 1, 8 and 64 nodes (each node running one shard job at a time, longest first)."""
+    from benchmark.evaluate import image_sizes
+
+    sizes = image_sizes(cfg)
+    base = sizes["gopro"][0] * sizes["gopro"][1]
+    rows, shard_hours, hours_on = [], [], {"cpu": 0.0, "cuda": 0.0}
+    for job in jobs:
+        s = seconds.get(job.method)
+        row = {"name": job.name, "method": job.method, "images": sum(job.images.values()), "shards": job.shards,
+               "shard_size": job.shard_size, "seconds_per_image": None, "lower_bound": False, "device": None,
+               "hours": None, "hours_per_shard": None}
+        if s is not None:
+            total = sum(n * s["seconds"] * sizes[name][0] * sizes[name][1] / base for name, n in job.images.items())
+            device = "cpu" if s["device"] == "cpu" else "cuda"
+            row |= {"seconds_per_image": s["seconds"], "lower_bound": not s["complete"], "device": device,
+                    "hours": total / 3600, "hours_per_shard": total / 3600 / job.shards}
+            shard_hours += [total / 3600 / job.shards] * job.shards
+            hours_on[device] += total / 3600
+        rows.append(row)
+    return {"jobs": rows, "cpu_hours": hours_on["cpu"], "gpu_hours": hours_on["cuda"],
+            "unmeasured": [r["name"] for r in rows if r["hours"] is None],
+            "lower_bounds": sorted({r["method"] for r in rows if r["lower_bound"]}),
+            "wall_hours": {str(n): schedule_wall(shard_hours, n) for n in NODE_COUNTS}}
+
+
+def format_evaluation(profile: str, plan: Mapping[str, Any], sources: Mapping[str, str]) -> str:
+    """The evaluation plan as a Markdown table and its totals."""
+    where = "; ".join(f"{k}: {v}" for k, v in sources.items()) or "not measured"
+    lines = [f"Evaluation plan of profile `{profile}` (seconds per GOPRO-sized image: {where})", "",
+             "| evaluated | images | shards x images | s / image | on | hours | hours / shard |",
+             "|---|---:|---:|---:|---|---:|---:|"]
+    for r in plan["jobs"]:
+        per = "not measured" if r["seconds_per_image"] is None else (
+            (">" if r["lower_bound"] else "") + f"{r['seconds_per_image']:.2f}")
+        hours = "–" if r["hours"] is None else f"{r['hours']:.2f}"
+        shard = "–" if r["hours_per_shard"] is None else f"{r['hours_per_shard']:.2f}"
+        on = {"cpu": "CPU", "cuda": "GPU", None: "–"}[r["device"]]
+        lines.append(f"| {r['name']} | {r['images']:,} | {r['shards']} x {r['shard_size']} | {per} | {on} | "
+                     f"{hours} | {shard} |")
+    if len(plan["unmeasured"]) < len(plan["jobs"]):
+        lines += ["", f"Total: {plan['cpu_hours']:.2f} CPU-hours, {plan['gpu_hours']:.2f} GPU-hours. Wall time of "
+                      "the evaluation (one shard job per node at a time, longest first): "
+                  + ", ".join(f"{n} node{'s' if n > 1 else ''}: {plan['wall_hours'][str(n)]:.2f} h"
+                              for n in NODE_COUNTS)]
+    if plan["lower_bounds"]:
+        lines.append("Stopped at the end of its share of the budget, so a lower bound (>): "
+                     f"{', '.join(plan['lower_bounds'])}.")
+    if plan["unmeasured"]:
+        lines.append(f"Not measured, left out of the totals: {', '.join(plan['unmeasured'])}.")
+    return "\n".join(lines)
+
+
+def make_evaluation_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: float | None,
+                         device: Any, results: Path | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """(evaluation plan, where its seconds per image come from, by source)."""
+    jobs = evaluation_jobs(cfg)
+    record_path = latest_gpu_check(gpu_check) if gpu_check is not None else None
+    record = json.loads(record_path.read_text()) if record_path is not None else None
+    # as the trainings: a probe when asked for, or when there is no gpu_check JSON to read
+    budget = probe_seconds if probe_seconds is not None else (0.0 if record is not None else DEFAULT_PROBE_SECONDS)
+    seconds, _ = evaluation_seconds(cfg, jobs, results=results, gpu_check=record, probe_seconds=budget,
+                                    device=device)
+    from benchmark.evaluate import image_sizes
+
+    width, height = image_sizes(cfg)["gopro"]
+    names = {"timing": f"{results}/timing at {width}x{height}", "gpu_check": str(record_path),
+             "probe": f"one {width}x{height} image per method on this machine ({budget:.0f} s budget)"}
+    sources = {names[k]: ", ".join(m for m, s in seconds.items() if s["source"] == k)
+               for k in names if any(s["source"] == k for s in seconds.values())}
+    return estimate_evaluation(cfg, jobs, seconds), sources

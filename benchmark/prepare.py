@@ -125,7 +125,8 @@ def verify_kohler(root: Path, expected: Mapping[tuple[int, int], int] | None = K
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, choices=("gopro", "kohler"), help="which layout to check")
+    parser.add_argument("--dataset", required=True, choices=("gopro", "kohler", "hide", "realblur"),
+                        help="which layout to check")
     parser.add_argument("--root", type=Path, required=True, help="dataset root")
     parser.add_argument("--structure-only", action="store_true", help="check the layout, not the known counts")
     parser.add_argument("--out", type=Path, help="write the report here (only when the tree is OK)")
@@ -135,8 +136,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.root.is_dir():
         raise ValueError(f"--root {args.root}: no such folder; fetch the dataset first (deblurbench fetch "
                          f"{args.dataset} --root {args.root})")
-    verify = verify_gopro if args.dataset == "gopro" else verify_kohler
-    report = verify(args.root, None) if args.structure_only else verify(args.root)
+    if args.dataset in ("hide", "realblur"):  # the generalisation test sets (benchmark/testsets.py)
+        from benchmark.testsets import verify_testset
+
+        report = verify_testset(args.dataset, args.root, "structure" if args.structure_only else "counts")
+    else:
+        verify = verify_gopro if args.dataset == "gopro" else verify_kohler
+        report = verify(args.root, None) if args.structure_only else verify(args.root)
     text = report.format_report()
     print(text)
     if not report.ok:

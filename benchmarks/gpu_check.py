@@ -11,7 +11,7 @@
    ``benchmark.plan.probe``): ms per iteration, iterations per second, peak memory. The paper
    profile's other runs (Sun et al., the Fig. 5 k sweep) are timed too, at the profile's precision.
 2. Inference: 1280x720, every image-to-image network, fp32 and bf16 (``benchmark.timing``).
-3. The paper profile's cost: every training's hours and the trainings' wall time on 1, 4, 8 GPUs.
+3. The paper profile's cost: every training's hours and the trainings' wall time on 1, 8, 64 GPUs.
 4. The GAN learning check: MSR2B with the paper's losses on synthetic camera shake at 256x256 for
    3 minutes, the validation PSNR against the blurred input's at fixed iteration counts (ImageNet
    VGG19 when its file is in the torch hub folder, otherwise random features, and the JSON says which).

@@ -450,12 +450,13 @@ def _(t):
     return run
 
 
-@probe("filesystem", "full disk during restore: no temporary folder left")
+@probe("filesystem", "full disk during restore: no temporary file left, no manifest written")
 def _(t):
     data = tiny_gopro(t)
     with failing_save(errno.ENOSPC):
         run = cli("restore", "--method", "blurred", "--gopro", data, "--out", t / "r", "--quiet")
-    assert leftovers(t) == [] and not (t / "r").exists()
+    assert leftovers(t) == [] and not any(leftovers(d) for d in (t / "r").rglob("*") if d.is_dir())
+    assert not list((t / "r").glob("shard-*.json"))
     return run
 
 
@@ -496,13 +497,14 @@ def _(t):
     return run
 
 
-@probe("filesystem", "stale .r.tmp-PID of a dead process is swept; a live one is kept", "ok")
+@probe("filesystem", "stale .s.tmp-PID of a dead process is swept by score; a live one is kept", "ok")
 def _(t):
     data = tiny_gopro(t)
-    stale, live = t / f".r.tmp-{dead_pid()}", t / ".r.tmp-1"
+    stale, live = t / f".s.tmp-{dead_pid()}", t / ".s.tmp-1"
     for folder in (stale, live):
         folder.mkdir()
-    run = cli("restore", "--method", "blurred", "--gopro", data, "--out", t / "r", "--quiet", "--limit", "1")
+    assert cli("restore", "--method", "blurred", "--gopro", data, "--out", t / "r", "--quiet").code == 0
+    run = cli("score", "--gopro", data, "--restored", t / "r", "--out", t / "s", "--quiet")
     assert not stale.exists() and live.exists()
     return run
 

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from benchmark import registry, runs
+from benchmark.evaluate import read_set_scores
 
 HEADLINE_SSIM = "ssim_matlab"
 KOHLER_SSIM = "ssim_metrix"  # Table 2's Köhler SSIM: metrix_mux 'SSIM'; 'MSSIM' is in the metric protocol table
@@ -38,15 +39,16 @@ def paper_numbers() -> pd.DataFrame:
 
 
 def read_scores(results: Path, method: str, dataset: str) -> pd.DataFrame | None:
-    path = results / "scores" / method / f"{dataset}.csv"
-    return pd.read_csv(path) if path.exists() else None
+    """A method's per-image scores on one test set: the union of its score shards, checked to hold every
+    image exactly once (benchmark/evaluate.py); None when it was not scored on that set."""
+    return read_set_scores(results / "scores" / method, dataset)
 
 
 def read_kohler_scores(results: Path, method: str) -> pd.DataFrame | None:
     scores = read_scores(results, method, "kohler")
     if scores is not None and KOHLER_SSIM not in scores:
-        raise ValueError(f"{results / 'scores' / method / 'kohler.csv'}: no {KOHLER_SSIM} column; it was scored "
-                         "before Köhler's protocol was corrected, rerun its score job (snakemake -R score)")
+        raise ValueError(f"{results / 'scores' / method}: its Köhler scores have no {KOHLER_SSIM} column; they "
+                         "were scored before Köhler's protocol was corrected, rerun them (snakemake -R score)")
     return scores
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from benchmark import devices, registry, runs
+from benchmark import devices, evaluate, registry, runs
 from benchmark import releases as _releases
 
 
@@ -62,6 +62,9 @@ def load_config(cli_config):
         known = sorted(p.stem for p in path.parent.glob("*.yaml") if p.stem != "schema")
         raise WorkflowError(f"unknown profile {name!r} (config/{name}.yaml not found; profiles: {', '.join(known)})")
     merged = _deep_update(yaml.safe_load(path.read_text()), overrides)
+    for optional in ("hide", "realblur"):  # `data={hide: null}` switches a generalisation set off
+        if isinstance(merged.get("data"), dict) and optional in merged["data"] and merged["data"][optional] is None:
+            del merged["data"][optional]
     validate(merged, str(Path(workflow.basedir) / "config" / "schema.yaml"))
     unknown = sorted(set(merged["methods"]) - {m.name for m in registry.available()})
     if unknown:
@@ -76,15 +79,15 @@ R = f"results/{PROFILE}"
 CONFIG_FILE = f"{R}/config.yaml"
 METHODS = [m.name for m in registry.available()]
 TRAINED = [m.name for m in registry.available() if m.kind == "trained"]
-GAN_SWEEP = CFG["fig5"]["method"]
 RUNS = runs.plan(CFG)  # every training job: method x seed, plus the Fig. 5 sweep over k
 # Restored and scored: every method (classical once, trained once per seed) and the Fig. 5 runs are not.
 EVALUATED = [name for m in METHODS for _, name in runs.seed_runs(m, CFG)]
-DATASETS = ("gopro", "kohler")
+DATASETS = ("gopro", "kohler", *(["hide"] if CFG["data"].get("hide") else []),
+            *(["realblur"] if CFG["data"].get("realblur") else []))
 SYNTHETIC = CFG["data"]["source"] == "synthetic"
 GOPRO_ROOT = f"{R}/data/gopro" if SYNTHETIC else CFG["data"]["gopro"]["root"]
 KOHLER_ROOT = f"{R}/data/kohler" if SYNTHETIC else CFG["data"]["kohler"]["root"]
-DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT}
+DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT} | {d: CFG["data"][d]["root"] for d in DATASETS[2:]}
 # What marks the data as usable: the synthesis record, or the verification report of a download.
 DATA_READY = {d: f"{R}/data/synthetic.json" if SYNTHETIC else f"{R}/data/{d}.verified.txt" for d in DATASETS}
 # Jobs that run a network hold a GPU: on `device: cuda`, and on `auto` where a GPU is visible.
@@ -133,6 +136,8 @@ def fetch_args(dataset):
         args += ["--md5", f"{name}={digest}"]
     if "unpack_limit" in cfg:
         args += ["--unpack-limit", str(cfg["unpack_limit"])]
+    if dataset in ("hide", "realblur"):  # their fetch checks the pairs before it locks the archive's hash
+        args += verify_args(dataset)
     return args
 
 
@@ -156,27 +161,67 @@ def weights_of(name):
     return f"{R}/train/{name}/model.pt" if method_of(name) in TRAINED else []
 
 
-# Wiener and Richardson-Lucy deconvolve with the kernels Pan's restore estimated (and saved beside its
-# PNGs) instead of estimating them again; a kernel is reused only where the kernel options agree.
+# Wiener and Richardson-Lucy deconvolve with the kernels Pan's restore estimated (and saved under
+# restored/pan/kernels/) instead of estimating them again; a kernel is reused only where the kernel options
+# agree. They wait for every shard of Pan.
 KERNEL_USERS = ("wiener", "richardson-lucy")
 
 
 def pan_kernels(name):
-    return f"{R}/restored/pan" if method_of(name) in KERNEL_USERS and "pan" in METHODS else []
+    return restore_manifests("pan") if method_of(name) in KERNEL_USERS and "pan" in METHODS else []
 
 
 def kernels_args(wildcards, input):
-    return ["--kernels", f"{input.kernels}/kernels"] if input.kernels else []
+    return ["--kernels", f"{R}/restored/pan/kernels"] if input.kernels else []
 
 
 def weights_args(wildcards, input):
     return ["--weights", input.weights] if input.weights else []
 
 
+def test_sets(name):
+    """The test sets an evaluated name is restored and scored on, in order (benchmark/evaluate.py)."""
+    return evaluate.evaluation_sets(CFG, method_of(name))
+
+
 def test_set_args(name):
-    """The test sets a method is restored and scored on; the main model also on GOPRO's blur_gamma."""
-    gamma = ["--gamma"] if method_of(name) == GAN_SWEEP else []
-    return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT]
+    sets = test_sets(name)
+    gamma = ["--gamma"] if "gopro_gamma" in sets else []
+    extra = [*(["--hide", DATA_ROOTS["hide"]] if "hide" in sets else []),
+             *(["--realblur", DATA_ROOTS["realblur"]] if "realblur-j" in sets else [])]
+    verify = {CFG["data"][d].get("verify", "counts") for d in ("hide", "realblur") if CFG["data"].get(d)}
+    if extra and verify == {"structure"}:
+        extra += ["--verify", "structure"]
+    return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT,
+            *extra]
+
+
+# -- evaluation shards (benchmark/evaluate.py): each evaluated name's test images, cut into shards of
+# `evaluation.shard_size` images, one restore and one score job each. The counts come from the
+# configuration, so the DAG is known before any data exists.
+EXPECTED_IMAGES = evaluate.expected_images(CFG)
+
+
+def shards(name, method=None):
+    """The shard tags (001-of-003, ...) of an evaluated name or release, whose registered method is `method`."""
+    images = sum(EXPECTED_IMAGES[s] for s in test_sets(name))
+    return evaluate.shard_tags(images, evaluate.shard_size(CFG, method or method_of(name)))
+
+
+SHARD_TAG = r"\d{3}-of-\d{3}"
+
+
+def shard_arg(wildcards):
+    index, _, count = wildcards.shard.partition("-of-")
+    return f"{int(index)}/{int(count)}"
+
+
+def restore_manifests(name):
+    return [f"{R}/restored/{name}/shard-{tag}.json" for tag in shards(name)]
+
+
+def score_shards(name):
+    return [f"{R}/scores/{name}/shard-{tag}" for tag in shards(name)]
 
 
 def cluster_resources(rule):
@@ -201,10 +246,10 @@ def results_dir(wildcards, output):
 
 def aggregate_inputs(wildcards):
     return {
-        "scores": [f"{R}/scores/{name}" for name in EVALUATED],
+        "scores": [shard for name in EVALUATED for shard in score_shards(name)],
         "timing": [f"{R}/timing/{m}.json" for m in METHODS],
         "runs": [f"{R}/train/{r}/run.json" for r in RUNS],
-        "restored": [f"{R}/restored/{name}" for name in EVALUATED],
+        "restored": [m for name in EVALUATED for m in restore_manifests(name)],
         "releases": release_products(),  # rules/weights.smk
     }
 
@@ -246,4 +291,9 @@ def release_options(name):
 
 def release_products():
     """What the tables read: each listed release's scores and timing."""
-    return [f"{RR}/scores/{n}" for n in RELEASES] + [f"{RR}/timing/{n}.json" for n in RELEASES]
+    return ([f"{RR}/scores/{n}/shard-{tag}" for n in RELEASES for tag in release_shards(n)]
+            + [f"{RR}/timing/{n}.json" for n in RELEASES])
+
+
+def release_shards(name):
+    return shards(name, _releases.release(name).method)

@@ -1,4 +1,5 @@
-# -- fetch / synthesise / prepare: the test and training data, and the crop cache training reads.
+# -- fetch / synthesise / prepare: the test and training data (GOPRO, Köhler, and where the profile names them
+# HIDE and RealBlur), and the crop cache training reads.
 
 
 rule synthesise:
@@ -24,7 +25,7 @@ rule fetch:
     params:
         sources=lambda w: fetch_args(w.dataset),
     wildcard_constraints:
-        dataset="gopro|kohler|vgg19",
+        dataset="|".join([*DATASETS, "vgg19"]),
     retries: 2
     localrule: True
     resources:
@@ -46,7 +47,7 @@ rule prepare:
         root=lambda w: DATA_ROOTS[w.dataset],
         verify=lambda w: verify_args(w.dataset),
     wildcard_constraints:
-        dataset="gopro|kohler",
+        dataset="|".join(DATASETS),
     resources:
         **cluster_resources("prepare"),
     log:

@@ -8,6 +8,7 @@ import io
 import tempfile
 import threading
 import zipfile
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,10 +22,13 @@ GOPRO_TRAIN_SEQUENCES = ("GOPR0372_07_00", "GOPR0374_11_00")
 GOPRO_TEST_SEQUENCES = ("GOPR0384_11_00", "GOPR0396_11_00")
 
 
-def png(seed: int) -> bytes:
+def png(seed: int, size: int = 8) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(buf, "PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+_png = png  # under its own name, for the functions below whose `size` makes a local `png`
 
 
 def zip_bytes(members: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
@@ -117,3 +121,58 @@ class Server:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+# -- HIDE and RealBlur (research/generalisation-testsets.md §1-2) --------------------------------------
+HIDE_TEST = {"test-close-ups": ("1fromGOPR0950.png", "12fromGOPR1004.MP4.png"),
+             "test-long-shot": ("109fromGOPR1096.MP4.png", "3fromGOPR0987.png")}
+HIDE_TRAIN = ("5fromGOPR0872.png", "77fromGOPR1002.MP4.png")
+REALBLUR_FOLDERS = {"J": "RealBlur-J_ECC_IMCORR_centroid_itensity_ref",
+                    "R": "RealBlur-R_BM3D_ECC_IMCORR_centroid_itensity_ref"}
+
+
+def hide_zip(*, flat: bool = False, drop: tuple[str, ...] = (), size: int = 8) -> bytes:
+    """``HIDE_dataset.zip`` (train/, test/test-close-ups/, test/test-long-shot/, GT/ under HIDE_dataset/) or,
+    ``flat``, Restormer's copy (test/HIDE/{input,target}/); members named in ``drop`` are left out; images of
+    ``size`` x ``size`` pixels."""
+    png = partial(_png, size=size)
+    members = {}
+    for k, (subset, name) in enumerate((s, n) for s, names in HIDE_TEST.items() for n in names):
+        if flat:
+            members |= {f"test/HIDE/input/{name}": png(k), f"test/HIDE/target/{name}": png(100 + k)}
+        else:
+            members |= {f"HIDE_dataset/test/{subset}/{name}": png(k), f"HIDE_dataset/GT/{name}": png(100 + k)}
+    if not flat:
+        for k, name in enumerate(HIDE_TRAIN):
+            members |= {f"HIDE_dataset/train/{name}": png(200 + k), f"HIDE_dataset/GT/{name}": png(300 + k)}
+    return zip_bytes({m: d for m, d in members.items() if m not in drop})
+
+
+def realblur_tar(entries, *, variants: tuple[str, ...] = ("J", "R"), train=(("scene001", 2),),
+                 drop: tuple[str, ...] = (), size: int = 8) -> bytes:
+    """``RealBlur.tar.gz``: <folder>/<scene>/{blur/blur_K,gt/gt_K}.png for the listed ``entries`` (scene, K)
+    and a few training pairs, per variant; members named in ``drop`` are left out; images of ``size`` pixels."""
+    import tarfile
+
+    png = partial(_png, size=size)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for v in variants:
+            for k, (scene, frame) in enumerate((*entries, *train)):
+                for kind in ("blur", "gt"):
+                    name = f"{REALBLUR_FOLDERS[v]}/{scene}/{kind}/{kind}_{frame}.png"
+                    if name in drop:
+                        continue
+                    payload = png(k + (500 if kind == "gt" else 0) + (1000 if v == "R" else 0))
+                    info = tarfile.TarInfo(name)
+                    info.size = len(payload)
+                    tar.addfile(info, io.BytesIO(payload))
+    return buf.getvalue()
+
+
+def realblur_flat_zip(entries, variant: str, *, folder: str | None = None) -> bytes:
+    """Restormer's copy of one variant: test/RealBlur_<variant>/{input,target}/<scene>_blur_<K>.png (``folder``
+    replaces RealBlur_<variant>, to build a mislabelled copy)."""
+    folder = folder or f"RealBlur_{variant}"
+    return zip_bytes({f"test/{folder}/{side}/{scene}_blur_{k}.png": png(i + (500 if side == "target" else 0))
+                      for i, (scene, k) in enumerate(entries) for side in ("input", "target")})

@@ -23,7 +23,7 @@ def test_scoring_and_the_command_line_import_no_torch(tiny_gopro, tmp_path):
     score = (f"from benchmark.cli import main\nassert main(['score', '--gopro', {str(tiny_gopro)!r}, '--restored', "
              f"{str(tmp_path / 'restored')!r}, '--out', {str(tmp_path / 'scores')!r}, '--quiet']) == 0")
     assert not _imports_torch(score)
-    assert (tmp_path / "scores" / "gopro.csv").is_file()
+    assert (tmp_path / "scores" / "gopro.csv").is_file() and (tmp_path / "scores" / "shard.json").is_file()
     assert not _imports_torch("from benchmark.cli import build_parser\nbuild_parser()")  # every --help
     assert not _imports_torch("import benchmark.metrics, benchmark.data, benchmark.deconv")
 

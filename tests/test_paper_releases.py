@@ -17,6 +17,7 @@ import pytest
 import torch
 import yaml
 from miniature import Server, kohler_archives, trainable_gopro_zip
+from scored import write_scores
 from workflow_run import snakemake
 
 from benchmark import registry
@@ -66,15 +67,17 @@ def test_paper_report_holds_the_authors_weights_and_nafnet_rows(tmp_path):
                  "gopro": {"root": "data/GOPRO_Large", "mirrors": [server.url + "/gopro/GOPRO_Large.zip"],
                            "verify": "structure"},
                  "kohler": {"root": "data/kohler", "mirrors": [server.url + "/kohler"], "verify": "structure",
-                            "md5": {k: hashlib.md5(v).hexdigest() for k, v in kohler.items()}}},
+                            "md5": {k: hashlib.md5(v).hexdigest() for k, v in kohler.items()}},
+                 "hide": None, "realblur": None},  # served in tests/test_paper_miniature.py
         "report": {"cw_ssim": False},
+        "evaluation": {"shard_size": {"default": 10_000}},  # one shard each (the miniature holds a few images)
         "weights": {"root": "weights", "releases": releases,
                     "mirrors": {n: [f"{server.url}/weights/{RELEASES[n].filename}"] for n in releases}},
     }
     (tmp_path / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     results = tmp_path / "results/paper"
     targets = [f"results/paper/releases/{kind}/{n}" for n in releases for kind in ("scores", "timing")]
-    targets = [t + ".json" if "/timing/" in t else t for t in targets]
+    targets = [t + ".json" if "/timing/" in t else t + "/shard-001-of-001" for t in targets]
     try:
         run = snakemake(tmp_path, *targets, "--cores", "2", "--configfile", str(tmp_path / "overrides.yaml"))
     finally:
@@ -119,20 +122,21 @@ def test_paper_profile_fetches_restores_scores_and_times_every_release(tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout + out.stderr
     counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M)}
-    for rule in ("fetch_weights", "restore_release", "score_release", "time_release"):
+    for rule in ("fetch_weights", "time_release"):
         assert counts.get(rule, 0) == len(RELEASES), rule
+    shards = re.findall(r"results/paper/releases/scores/([\w-]+)/shard-\d{3}-of-\d{3}", text)
+    assert set(shards) == set(RELEASES) and counts["restore_release"] == counts["score_release"] == len(set(
+        re.findall(r"results/paper/releases/scores/[\w-]+/shard-\d{3}-of-\d{3}", text))) > len(RELEASES)
 
 
 def test_table2_puts_each_release_beside_its_retrained_row_with_its_published_numbers(tmp_path):
     from reports.tables import complexity, table2
 
     def scored(base, name, psnr):
-        folder = base / "scores" / name
-        folder.mkdir(parents=True)
-        pd.DataFrame({"image": ["a", "b"], "psnr": [psnr, psnr + 2], "ssim_matlab": [0.5, 0.7]}).to_csv(
-            folder / "gopro.csv", index=False)
-        pd.DataFrame({"image": ["a"], "psnr": [psnr - 1], "ssim_metrix": [0.4], "ms_ssim_metrix": [0.45]}).to_csv(
-            folder / "kohler.csv", index=False)
+        write_scores(base / "scores" / name, {
+            "gopro": pd.DataFrame({"image": ["a", "b"], "psnr": [psnr, psnr + 2], "ssim_matlab": [0.5, 0.7]}),
+            "kohler": pd.DataFrame({"image": ["a"], "psnr": [psnr - 1], "ssim_metrix": [0.4],
+                                    "ms_ssim_metrix": [0.45]})})
         (base / "timing").mkdir(exist_ok=True)
         (base / "timing" / f"{name}.json").write_text(json.dumps({"median_s": 0.5, "width": 64, "height": 48,
                                                                   "params": 7, "macs": 9}))

@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 from benchmark.cli import main
-from benchmark.plan import estimate, schedule_wall, training_jobs
+from benchmark.plan import (
+    estimate,
+    estimate_evaluation,
+    evaluation_jobs,
+    evaluation_seconds,
+    probe_restores,
+    schedule_wall,
+    training_jobs,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,6 +59,7 @@ def test_estimate_and_plan_from_a_gpu_check_json(tmp_path, capsys):
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Test GPU" in printed and "| msr2b | 630,900 | 256 | 1 | 20.0 | 3.50 |" in printed
+    assert "Evaluation plan of profile `paper`" in printed and "| pan | 1,159 | 20 x 60 | not measured |" in printed
     saved = json.loads(out.read_text())
     assert saved["wall_hours"]["1"] == pytest.approx(saved["gpu_hours"]) and not saved["unmeasured"]
 
@@ -82,7 +91,7 @@ def test_gpu_check_tiny_runs_every_path_through_the_training_loop(tmp_path, monk
     assert [r["method"] for r in record["inference"]] == list(gpu_check.NETWORKS)
     assert all(r["median_s"] > 0 and r["median_s_bf16"] > 0 for r in record["inference"])
     walls = record["estimate"]["wall_hours"]
-    assert walls["8"] <= walls["4"] <= walls["1"] == pytest.approx(record["estimate"]["gpu_hours"])
+    assert walls["64"] <= walls["8"] <= walls["1"] == pytest.approx(record["estimate"]["gpu_hours"])
     series = record["gan"]["series"]
     assert series[0]["iteration"] == 0 and len(series) >= 2 and series[-1]["iteration"] > 0
     assert "GAN learning check" in next(tmp_path.glob("gpu_check-*-tiny.md")).read_text()
@@ -101,6 +110,8 @@ def test_plan_probes_this_machine_when_asked(tmp_path, capsys):
     assert measured and all(r["ms_per_iteration"] > 0 for r in measured)
     assert set(plan["unmeasured"]) <= set(plan.get("probe_notes", {}))
     assert [r["iterations"] for r in plan["jobs"]][0] == 2  # smoke: 1 epoch of 2 pairs, batch 1
+    evaluated = [r for r in plan["evaluation"]["jobs"] if r["seconds_per_image"] is not None]
+    assert evaluated and all(r["hours"] > 0 for r in evaluated if r["method"] != "blurred")
     assert main(["plan", "--config", str(path), "--probe-seconds", "0"]) == 0
     assert "not measured" in capsys.readouterr().out
 
@@ -155,3 +166,56 @@ def test_plan_takes_a_profile_name_and_warns_before_probing_paper_sizes_on_a_cpu
                               torch.device("cpu")) is None
     assert main(["plan", "--config", "no-such-profile"]) == 2
     assert "profiles: paper, quick, smoke" in capsys.readouterr().err
+
+
+# -- the evaluation ---------------------------------------------------------------------------------------
+def test_evaluation_jobs_are_the_dags_evaluated_names_with_their_images_and_shards():
+    jobs = {j.name: j for j in evaluation_jobs(_paper())}
+    assert jobs["msr2b"].images == {"gopro": 1111, "gopro_gamma": 1111, "kohler": 48}  # + the blur_gamma audit
+    assert jobs["pan"].images == {"gopro": 1111, "kohler": 48} and jobs["pan"].network is False
+    assert (jobs["pan"].shards, jobs["pan"].shard_size) == (20, 60) and jobs["msr2b"].shards == 12
+    releases = {n for n in jobs if n.startswith("authors:")}
+    assert releases == {"authors:deblurgan", "authors:deepdeblur", "authors:nafnet-32", "authors:nafnet-64"}
+    assert jobs["authors:nafnet-64"].options["width"] == 64 and jobs["authors:nafnet-64"].network
+
+
+def test_evaluation_hours_scale_kohler_by_its_pixels_and_fill_the_nodes():
+    cfg = _paper()
+    jobs = evaluation_jobs(cfg)
+    seconds = {"pan": {"seconds": 100.0, "complete": True, "source": "probe", "device": "cpu"},
+               "msr2b": {"seconds": 0.5, "complete": False, "source": "probe", "device": "cuda"}}
+    plan = estimate_evaluation(cfg, jobs, seconds)
+    row = {r["name"]: r for r in plan["jobs"]}
+    pan_hours = (1111 * 100 + 48 * 100 * (800 * 800) / (1280 * 720)) / 3600  # Köhler's 800x800 by its pixels
+    assert row["pan"]["hours"] == pytest.approx(pan_hours) and plan["cpu_hours"] == pytest.approx(pan_hours)
+    assert row["pan"]["hours_per_shard"] == pytest.approx(pan_hours / 20)
+    assert plan["gpu_hours"] == pytest.approx((2222 * 0.5 + 48 * 0.5 * 640_000 / 921_600) / 3600)
+    assert plan["lower_bounds"] == ["msr2b"] and "wiener" in plan["unmeasured"]
+    walls = plan["wall_hours"]
+    assert walls["1"] == pytest.approx(plan["cpu_hours"] + plan["gpu_hours"])
+    assert walls["64"] == pytest.approx(pan_hours / 20)  # every shard on a node of its own
+    assert walls["64"] < walls["8"] < walls["1"]
+
+
+def test_evaluation_seconds_come_from_the_profiles_timings_then_a_probe(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    jobs = [j for j in evaluation_jobs(cfg) if j.method in ("pan", "wiener", "blurred")]
+    (tmp_path / "timing").mkdir()
+    (tmp_path / "timing" / "pan.json").write_text(json.dumps({"median_s": 7.0, "width": 64, "height": 64}))
+    (tmp_path / "timing" / "wiener.json").write_text(json.dumps({"median_s": 9.0, "width": 48, "height": 32}))
+    seconds, unmeasured = evaluation_seconds(cfg, jobs, results=tmp_path, gpu_check=None, probe_seconds=0,
+                                             device="cpu")
+    assert seconds == {"pan": {"seconds": 7.0, "complete": True, "source": "timing", "device": "cpu"}}
+    assert unmeasured == ["wiener", "blurred"]  # wiener was timed at another size than the test images'
+
+
+def test_a_restore_probe_is_stopped_at_its_budget_and_gives_a_lower_bound():
+    from benchmark import registry
+
+    probes = [(m, registry.get(m).options(), "cpu") for m in ("blurred", "pan", "blurred")]
+    started = time.monotonic()
+    result = probe_restores(probes, 1280, 720, budget=30.0)  # Pan at 720p takes minutes on a CPU
+    seconds, complete = result["pan"]
+    assert complete is False and 0 < seconds <= 30.0  # a lower bound, cut at the end of its share
+    assert result["blurred"][1] is True and result["blurred"][0] < 1.0
+    assert time.monotonic() - started < 30.0 + 15  # the budget holds (15 s: stopping and joining the child)

@@ -394,12 +394,14 @@ def test_failed_restore_and_score_leave_no_temporary_folder(tiny_gopro, tmp_path
 
 def test_stale_temporary_folders_of_dead_processes_are_swept(tiny_gopro, tmp_path):
     dead, alive = _dead_pid(), 1
-    for name in (f".r.tmp-{dead}", f".r.tmp-{alive}"):
+    for name in (f".s.tmp-{dead}", f".s.tmp-{alive}"):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "half.png").write_bytes(b"x")
+        (tmp_path / name / "half.csv").write_bytes(b"x")
     assert main(["restore", "--method", "blurred", "--gopro", str(tiny_gopro), "--out", str(tmp_path / "r"),
-                 "--quiet", "--limit", "1"]) == 0
-    assert _leftovers(tmp_path) == [f".r.tmp-{alive}"]  # another live process may still be writing it
+                 "--quiet"]) == 0
+    assert main(["score", "--gopro", str(tiny_gopro), "--restored", str(tmp_path / "r"), "--out",
+                 str(tmp_path / "s"), "--quiet"]) == 0
+    assert _leftovers(tmp_path) == [f".s.tmp-{alive}"]  # another live process may still be writing it
 
 
 def test_failed_fetch_leaves_no_staging_and_sweeps_stale_ones(tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scored import write_scores
 
 from reports import render, tables
 
@@ -40,11 +41,9 @@ def test_bootstrap_interval_matches_the_normal_approximation():
 
 # -- Table 1 and Table 2 from hand-written scores ---------------------------------------------------------
 def _scores(results: Path, method: str, psnr: list[float], ssim: list[float]) -> None:
-    folder = results / "scores" / method
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"method": method, "image": [f"GOPR0384_11_00/{i:06d}.png" for i in range(len(psnr))],
-                  "psnr": psnr, "psnr_y": psnr, "ssim_matlab": ssim, "ssim_wang": ssim, "ssim_y": ssim}
-                 ).to_csv(folder / "gopro.csv", index=False)
+    write_scores(results / "scores" / method, {"gopro": pd.DataFrame({
+        "method": method, "image": [f"GOPR0384_11_00/{i:06d}.png" for i in range(len(psnr))],
+        "psnr": psnr, "psnr_y": psnr, "ssim_matlab": ssim, "ssim_wang": ssim, "ssim_y": ssim})})
 
 
 def _run(results: Path, run: str, iterations: int, batch: int, crop: int, **settings) -> None:

@@ -92,7 +92,8 @@ def test_gpu_jobs_ask_slurm_for_one_gpu_and_cpu_jobs_for_none(tmp_path):
     trained = {w.split("=", 1)[1] for (rule, w) in flags if rule == "train"}
     assert len(trained) >= 6  # the trained methods and the Fig. 5 sweep run
     for (rule, wildcards), gpu in flags.items():
-        runs_a_network = rule == "train" or (rule in ("restore", "time") and wildcards.split("=", 1)[1] in trained)
+        named = dict(item.split("=", 1) for item in wildcards.split(", "))
+        runs_a_network = rule == "train" or (rule in ("restore", "time") and named.get("method") in trained)
         if runs_a_network:
             assert gpu.split() == ["--gpus=1"], (rule, wildcards, gpu)
         else:  # scoring, and a classical method's restore and timing (on the CPU, benchmark/timing.py)
@@ -340,6 +341,11 @@ def test_smoke_dag_on_slurm_gives_the_local_numbers(slurm_cluster, smoke_run, pl
     assert (jobs.state == "COMPLETED").all(), jobs.to_string()
     assert not jobs.time_limit.isin(["UNLIMITED", "INVALID"]).any() and (jobs.memory != "0").all(), jobs.to_string()
     assert not jobs.gres.str.contains("gpu").any(), jobs.to_string()
+    # The evaluation ran in shards: two or more restore (and score) jobs per method, each its own sbatch job.
+    restores = jobs[jobs.comment.str.startswith("rule_restore_wildcards_")]
+    per_method = restores.comment.str.extract(r"^rule_restore_wildcards_(.+)_\d{3}-of-\d{3}$")[0].value_counts()
+    assert len(per_method) >= 10 and (per_method >= 2).all(), restores.to_string()
+    assert restores.id.is_unique and restores.comment.is_unique
 
     tables = sorted(p.name for p in (local / "tables").glob("*.csv"))
     assert tables == sorted(p.name for p in (tmp_path / "results/smoke/tables").glob("*.csv"))

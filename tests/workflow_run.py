@@ -3,6 +3,7 @@ README's example method (installed as a plug-in by the `plugin_env` fixture in c
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,3 +23,20 @@ def readme_example() -> str:
     block = re.search(r"<!-- add-your-method:begin -->\s*```python\n(.*?)```", text, re.S)
     assert block, "README lost its 'add your method' example"
     return block.group(1)
+
+
+def job_process(workdir: Path, command: str) -> int | None:
+    """The pid of the `deblurbench <command>` job a workflow runs in ``workdir`` (a job to kill in a test)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        text = [a.decode(errors="replace") for a in argv]
+        if command in text and "--config" in text and any(a.endswith("deblurbench") for a in text[:2]) \
+                and Path(cwd) == workdir.resolve():
+            return int(proc.name)
+    return None
