@@ -408,6 +408,35 @@ def comparison_figures(figures: Path) -> list[dict[str, Any]]:
     return out
 
 
+TESTSET_NAMES = {"gopro": "GOPRO", "hide": "HIDE", "realblur-j": "RealBlur-J", "realblur-r": "RealBlur-R"}
+
+
+def generalisation_table(rows: list[Mapping[str, Any]], diffs: list[Mapping[str, Any]], main: str,
+                         synthetic: bool) -> dict[str, Any] | None:
+    """The generalisation table (beyond the paper): a row per method, a cell per test set with PSNR and the set's
+    own SSIM, the published number of the same model where one exists, and the main model minus the method
+    with its paired 95% interval. None when the profile scores no generalisation set."""
+    if not rows:
+        return None
+    sets = list(dict.fromkeys(r["testset"] for r in rows))
+    d_psnr = _column_digits([{"psnr": r["psnr"]} for r in rows], "psnr", 2)
+    paired = {(d["b"], d["dataset"]): d for d in diffs if d["metric"] == "psnr"}
+    table: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        row = table.setdefault(r["method"], {"row": short_name(r["row"]), "weights": r["weights"], "cells": {}})
+        d = paired.get((r["method"], r["testset"]))
+        estimate, ci = interval(d["difference"], d["ci_low"], d["ci_high"], 2) if d else ("", "")
+        row["cells"][r["testset"]] = {
+            "psnr": number(r["psnr"], d_psnr), "ssim": number(r["ssim"], 3),
+            "published": (f"{number(r['published_psnr'], 2)} / {number(r['published_ssim'], 3)}"
+                          if _fmt(r.get("published_psnr")) != "–" else ""),
+            "diff": f"{estimate} {ci}" if d and r["method"] != main else "",
+            "verdict": _verdict(d) if d and r["method"] != main else ""}
+    sources = sorted({r["published_source"] for r in rows if r.get("published_source")})
+    return {"sets": [(t, TESTSET_NAMES.get(t, t)) for t in sets], "rows": list(table.values()), "sources": sources,
+            "synthetic": synthetic}
+
+
 def hardware_of(timing: list[dict[str, Any]]) -> dict[str, str]:
     """What the times were measured on: the networks' device (and GPU), and a line saying so when the
     classical methods were timed elsewhere (always on the CPU, by the wall clock)."""
@@ -480,6 +509,9 @@ def render_report(results: Path, config: Path, out: Path) -> None:
         "protocol": _records(tables / "metric_protocol.csv"),
         "kohler_protocol": _records(tables / "kohler_protocol.csv"),
         "complexity": timing,
+        "generalisation": generalisation_table(_records(tables / "generalisation.csv"),
+                                               _records(tables / "generalisation_differences.csv"),
+                                               cfg["fig5"]["method"], cfg["data"]["source"] == "synthetic"),
         "methods": methods,
         "images": {p.stem: _embed(p) for p in sorted(figures.glob("*.png"))},
         "comparisons": comparison_figures(figures),

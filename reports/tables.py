@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from benchmark import registry, runs
-from benchmark.evaluate import read_set_scores
+from benchmark.evaluate import generalisation_sets, read_set_scores
 
 HEADLINE_SSIM = "ssim_matlab"
 KOHLER_SSIM = "ssim_metrix"  # Table 2's Köhler SSIM: metrix_mux 'SSIM'; 'MSSIM' is in the metric protocol table
@@ -29,6 +29,11 @@ INPUT = "blurred"  # the identity method: the blurred input scored as if it were
 # The paper's training length: 300 epochs of one 256x256 crop of each of GOPRO's 2103 training pairs, batch 1.
 PAPER_ITERATIONS = 300 * 2103
 SCORED = ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim")
+# The SSIM each test set's own protocol reports: MATLAB's 3-D SSIM on GOPRO and HIDE, metrix_mux on Köhler,
+# RealBlur's masked per-channel SSIM after its ECC alignment (benchmark/evaluate.py TEST_SETS).
+SSIM_COLUMN = {"gopro": HEADLINE_SSIM, "gopro_gamma": HEADLINE_SSIM, "kohler": KOHLER_SSIM, "hide": HEADLINE_SSIM,
+               "realblur-j": "ssim", "realblur-r": "ssim"}
+GENERALISATION_SETS = ("gopro", "hide", "realblur-j", "realblur-r")
 PAPER_TIME_SIZE = "1280x720"  # the size of the paper's inference times (720p GOPRO frames)
 
 
@@ -286,12 +291,16 @@ def differences(results: Path, base: str, others: list[str], dataset: str, n: in
     other method (a classical method, which has no seed, pairs with every seed)."""
     rows = []
     a = read_seed_scores(results, base, dataset, cfg)
-    ssim_col = HEADLINE_SSIM if dataset.startswith("gopro") else KOHLER_SSIM
+    ssim_col = SSIM_COLUMN[dataset]
     for other in others:
-        b = read_seed_scores(results, other, dataset, cfg)
+        release = other.startswith(RELEASE_PREFIX)  # an authors' release: one set of weights, no seeds
+        b = (read_scores(results / "releases", other.removeprefix(RELEASE_PREFIX), dataset) if release
+             else read_seed_scores(results, other, dataset, cfg))
         if a is None or b is None:
             continue
-        seeded = registry.get(other).kind == "trained" and registry.get(base).kind == "trained"
+        if release:
+            b = b.assign(seed=0)
+        seeded = not release and registry.get(other).kind == "trained" and registry.get(base).kind == "trained"
         merged = a.merge(b.drop(columns="seed") if not seeded else b, on=["seed", "image"] if seeded else "image",
                          suffixes=("_a", "_b"))
         for metric in ("psnr", ssim_col):
@@ -299,6 +308,45 @@ def differences(results: Path, base: str, others: list[str], dataset: str, n: in
             rows.append({"dataset": dataset, "a": base, "b": other, "metric": metric, "difference": mean,
                          "ci_low": low, "ci_high": high, "images": len(merged)})
     return pd.DataFrame(rows, columns=["dataset", "a", "b", "metric", "difference", "ci_low", "ci_high", "images"])
+
+
+def generalisation_numbers() -> pd.DataFrame:
+    """Published GOPRO, HIDE and RealBlur numbers of GOPRO-trained models, with their sources
+    (``reports/generalisation_numbers.csv``)."""
+    with resources.files("reports").joinpath("generalisation_numbers.csv").open() as f:
+        return pd.read_csv(f)
+
+
+def generalisation(results: Path, cfg: Mapping[str, Any]) -> pd.DataFrame:
+    """Beyond the paper (SPEC section 10): every evaluated method and authors' release on GOPRO and on each
+    generalisation set the profile scores, PSNR and each set's own SSIM (mean over seeds), with the published
+    number of the same model where one exists and its source. Empty when the profile scores no such set."""
+    if not generalisation_sets(cfg):
+        return pd.DataFrame(columns=["method", "row", "weights", "testset", "psnr", "ssim", "images",
+                                     "published_psnr", "published_ssim", "published_source"])
+    published = generalisation_numbers().set_index(["method", "testset"])
+    names = [(m.name, m.display_name, "retrained" if m.kind == "trained" else "") for m in registry.available()]
+    names += [(r["method"], r["row"], "authors") for r in release_rows(results)]
+    rows = []
+    for name, label, weights in names:
+        for testset in ("gopro", *generalisation_sets(cfg)):
+            release = name.startswith(RELEASE_PREFIX)
+            scores = (read_scores(results / "releases", name.removeprefix(RELEASE_PREFIX), testset) if release
+                      else read_seed_scores(results, name, testset, cfg))
+            if scores is None:
+                continue
+            if release:
+                scores = scores.assign(seed=0)
+            psnr, _, _ = _seed_stats(scores, "psnr")
+            ssim, _, _ = _seed_stats(scores, SSIM_COLUMN[testset])
+            key = (name.removeprefix(RELEASE_PREFIX), testset)
+            own = published.loc[key] if key in published.index else None
+            rows.append({"method": name, "row": label, "weights": weights, "testset": testset, "psnr": psnr,
+                         "ssim": ssim, "images": int((scores.seed == scores.seed.iloc[0]).sum()),
+                         "published_psnr": own["psnr"] if own is not None else np.nan,
+                         "published_ssim": own["ssim"] if own is not None else np.nan,
+                         "published_source": own["source"] if own is not None else ""})
+    return pd.DataFrame(rows)
 
 
 def metric_protocol(results: Path) -> pd.DataFrame:
@@ -388,6 +436,11 @@ def write_tables(results: Path, config: Path, out: Path) -> None:
         "table1_differences.csv": differences(results, main, ["resnet", "res2net"], "gopro", n, seed, cfg),
         "table2_differences.csv": pd.concat([differences(results, main, others, d, n, seed, cfg)
                                              for d in ("gopro", "kohler")]),
+        "generalisation.csv": generalisation(results, cfg),
+        "generalisation_differences.csv": pd.concat(
+            [differences(results, main, others + [r["method"] for r in release_rows(results)], d, n, seed, cfg)
+             for d in (GENERALISATION_SETS if generalisation_sets(cfg) else ())]
+            or [differences(results, main, [], "gopro", n, seed, cfg)]),
         "seed_values.csv": seed_values(results, cfg),
         "training_runs.csv": training_runs(results),
         "metric_protocol.csv": metric_protocol(results),

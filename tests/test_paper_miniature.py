@@ -16,11 +16,13 @@ CW-SSIM, the blur_gamma audit, DeblurGAN's and DeepDeblur's own schedules.
 import hashlib
 import json
 
+import pandas as pd
 import pytest
 import yaml
 from miniature import Server, hide_zip, kohler_archives, realblur_tar, trainable_gopro_zip
 from workflow_run import snakemake
 
+from benchmark.cli import main
 from benchmark.data import realblur_test_list
 from reports.tables import read_scores
 
@@ -111,3 +113,23 @@ def test_main_model_and_a_classical_method_scored_on_the_real_layout(paper_run):
             assert set(realblur.image.str.split("/").str[0]) <= {s for s, _ in realblur_test_list()[:2]}
     run = json.loads((workdir / "results/paper/train/msr2b/run.json").read_text())
     assert run["iterations"] == run["total_iterations"] > 0
+
+
+@pytest.mark.slow
+def test_the_report_has_the_generalisation_table_with_hide_and_realblur(paper_run):
+    workdir, _, _ = paper_run
+    results = workdir / "results/paper"
+    for command, out in (("tables", "tables"), ("report", "report/index.html")):
+        assert main([command, "--config", str(results / "config.yaml"), "--results", str(results),
+                     "--out", str(results / out)]) == 0, command
+    table = pd.read_csv(results / "report" / "generalisation.csv")
+    for method in ("msr2b", "wiener"):
+        assert set(table[table.method == method].testset) == {"gopro", "hide", "realblur-j", "realblur-r"}
+    hide = table[(table.method == "msr2b") & (table.testset == "hide")].iloc[0]
+    assert hide.images == 4 and hide.psnr == pytest.approx(read_scores(results, "msr2b", "hide").psnr.mean())
+    diffs = pd.read_csv(results / "report" / "generalisation_differences.csv")
+    assert {("wiener", "realblur-r", "psnr")} <= set(zip(diffs.b, diffs.dataset, diffs.metric, strict=True))
+    html = (results / "report" / "index.html").read_text()
+    assert "Beyond the paper — generalisation" in html and "stand-in sets" not in html
+    for label in ("HIDE", "RealBlur-J", "RealBlur-R"):
+        assert f"<th>{label}</th>" in html
