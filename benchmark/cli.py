@@ -194,24 +194,27 @@ def _run_of(args: argparse.Namespace, profile: Mapping[str, Any]) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from benchmark import registry
+    from benchmark.config import method_setup
     from benchmark.data import CropSampler
     from benchmark.files import check_parent
-    from benchmark.train import Trainer, method_setup, resolve_device, write_run_info
+    from benchmark.train import Trainer, resolve_device, write_run_info
 
     _threads(args.threads)
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
     profile = load_profile(args.config)
     run = _run_of(args, profile)
+    if registry.get(run.method).kind != "trained":
+        raise CliError(f"method {run.method!r} is classical: there is nothing to train")
     method, options, settings = method_setup(run.method, profile, {**run.options, **(args.method_config or {})},
                                              {**(args.train or {}), **({"seed": run.seed} if args.run else {})})
-    if method.kind != "trained":
-        raise CliError(f"method {method.name!r} is classical: there is nothing to train")
     missing = [k for k in ("lr", "lr_final", "epochs_constant", "epochs_decay", "batch_size", "crop", "seed")
                if k not in settings]
     if missing:
         raise CliError(f"train settings lack {', '.join(missing)}: give --config PROFILE.yaml or --train JSON")
-    _check_schedule(settings, args.stop_after)
+    if args.stop_after is not None and args.stop_after < 1:
+        raise CliError(f"--stop-after {args.stop_after}: must be at least 1 iteration")
     check_parent(args.out)
     settings.setdefault("log_every", 10)
     settings.setdefault("checkpoint_every", 100)

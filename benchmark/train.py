@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark import registry
+# How a run's settings are made and checked lives in benchmark.config (no torch); imported from here too.
+from benchmark.config import PROFILE_KEYS, method_setup, train_settings  # noqa: F401
 from benchmark.files import write_text_atomic
 from benchmark.registry import Method, network_restore
 from models.losses import bce_discriminator_loss, bce_generator_loss, critic_loss, generator_adversarial_loss
@@ -654,37 +655,6 @@ def _truncate_log(path: Path, iteration: int) -> None:
         writer.writeheader()
         writer.writerows(r for r in rows if int(r["iteration"]) <= iteration)
     os.replace(tmp, path)
-
-
-# How long and how observed a run is belongs to the profile (quick and smoke shrink every method alike;
-# the paper profile sets each method's own schedule under `methods:`); how a method trains (lr, betas,
-# loss weights, critic steps, and its own batch size and crop, e.g. DeepDeblur's 16 / 256) belongs to the
-# method's defaults. A profile whose images cannot hold a method's crop overrides it on purpose under
-# `methods: {name: {train: ...}}`; run.json records, and the report shows, what each run used.
-PROFILE_KEYS = frozenset({"epochs_constant", "epochs_decay", "seed", "val_every", "log_every", "checkpoint_every",
-                          "perceptual_weights"})
-
-
-def method_setup(name: str, profile: Mapping[str, Any], method_cfg: Mapping[str, Any] | None,
-                 train_cfg: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """(method, options, train settings) from the registry defaults and the configuration."""
-    method = registry.get(name)
-    per_method = dict(profile.get("methods", {}).get(name, {}))
-    per_method.update(method_cfg or {})
-    train_overrides = per_method.pop("train", {})
-    options = method.options(per_method)
-    base_train = {**profile.get("train", {}), **(train_cfg or {})}
-    settings = train_settings(base_train, method, train_overrides)
-    return method, options, settings
-
-
-def train_settings(train_cfg: Mapping[str, Any], method: Method, overrides: Mapping[str, Any] | None) -> dict:
-    """The run's settings: the profile's ``train`` section; the method's defaults on top for the keys
-    that describe how it trains (not :data:`PROFILE_KEYS`); then the profile's per-method overrides."""
-    merged = dict(train_cfg)
-    merged.update({k: v for k, v in method.defaults.items() if k in train_cfg and k not in PROFILE_KEYS})
-    merged.update(overrides or {})
-    return merged
 
 
 def write_run_info(path: Path, info: Mapping[str, Any]) -> None:

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
 
 from benchmark import devices, registry, runs
+from benchmark.config import ConfigError, check_profile
 from benchmark import releases as _releases
 
 
@@ -62,12 +62,11 @@ def load_config(cli_config):
         known = sorted(p.stem for p in path.parent.glob("*.yaml") if p.stem != "schema")
         raise WorkflowError(f"unknown profile {name!r} (config/{name}.yaml not found; profiles: {', '.join(known)})")
     merged = _deep_update(yaml.safe_load(path.read_text()), overrides)
-    validate(merged, str(Path(workflow.basedir) / "config" / "schema.yaml"))
-    unknown = sorted(set(merged["methods"]) - {m.name for m in registry.available()})
-    if unknown:
-        raise WorkflowError(f"config key methods: {', '.join(unknown)} is not a registered method "
-                            f"(see `deblurbench methods`)")
-    return merged
+    try:  # the one validation path (benchmark/config.py): schema, registry, options and training settings
+        return check_profile(merged)
+    except ConfigError as err:
+        raise WorkflowError(f"profile {name!r} (config/{name}.yaml and --config): {len(err.problems)} "
+                            f"problem{'s' if len(err.problems) > 1 else ''}\n{err.report()}") from None
 
 
 CFG = load_config(config)
