@@ -228,9 +228,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                           random_flip=settings.get("random_flip", False))
     trainer = Trainer(method, options, settings, sampler, args.out, device,
                       validation=_validation_set(args.data, blur_folder, val_n))
+    extend = args.extend or bool(settings.get("extend", False))
+    _keep_finished_run(args, trainer, extend)
     started = time.perf_counter()
-    weights = trainer.run(resume=args.resume, stop_after=args.stop_after,
-                          extend=args.extend or bool(settings.get("extend", False)))
+    weights = trainer.run(resume=args.resume, stop_after=args.stop_after, extend=extend)
     write_run_info(args.out / "run.json", {
         "run": run.name, "method": method.name, "options": options, "settings": settings, "device": str(device),
         "params": sum(p.numel() for p in trainer.generator.parameters()),
@@ -250,17 +251,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_schedule(settings: Mapping[str, Any], stop_after: int | None) -> None:
-    """A schedule of zero iterations would write an untrained network as if it were trained."""
-    for key, minimum in (("epochs_constant", 0), ("epochs_decay", 0), ("batch_size", 1), ("crop", 1)):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise CliError(f"train setting {key} = {value!r}: must be a whole number >= {minimum}")
-    if settings["epochs_constant"] + settings["epochs_decay"] < 1:
-        raise CliError(f"train settings epochs_constant = {settings['epochs_constant']} and epochs_decay = "
-                       f"{settings['epochs_decay']}: the schedule has no iterations; set at least one epoch")
-    if stop_after is not None and stop_after < 1:
-        raise CliError(f"--stop-after {stop_after}: must be at least 1 iteration")
+def _keep_finished_run(args: argparse.Namespace, trainer: Any, extend: bool) -> None:
+    """A finished run in ``--out`` (its model.pt) is replaced only by the same run (the run hash its run.json
+    records), by continuing its checkpoint with ``--resume --extend``, or with ``--force``; ``--force`` also
+    drops a checkpoint this run would not continue, so training starts over."""
+    from benchmark.train import NON_DEFINING_KEYS, ResumeRefused, differences, lengthens
+
+    if args.force:
+        try:
+            keep = args.resume and trainer.checkpoint_to_resume(extend) is not None
+        except ResumeRefused:
+            keep = False
+        if not keep:
+            trainer.checkpoint_path.unlink(missing_ok=True)
+        return
+    if not (args.out / "model.pt").exists():
+        return
+    record = _run_record(args.out / "run.json")
+    if record.get("run_hash") == trainer.run_hash:
+        return
+    if args.resume and extend:
+        state = trainer.read_checkpoint()
+        if state is not None and lengthens(state, trainer.definition):
+            return
+    old = {"options": record.get("options", {}), "settings": record.get("settings", {})}
+    new = {"options": trainer.options, "settings": trainer.settings}
+    changed = [k for k in differences(old, new) if k.removeprefix("settings.") not in NON_DEFINING_KEYS]
+    what = f"{', '.join(changed[:6])} changed" if changed else "another run: other data or an older deblurbench"
+    raise CliError(f"--out {args.out}: holds a finished run ({what}); add --force to replace it (its model.pt "
+                   "and checkpoint are lost), or choose another --out")
+
+
+def _run_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _test_sets(args: argparse.Namespace) -> list[tuple[str, str, Path, str]]:
@@ -340,7 +367,7 @@ def _score_set(layout: str, root: Path, blur_folder: str, restored: Path, cw_ssi
 def cmd_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from benchmark.files import staged_dir
+    from benchmark.files import staged_dir, write_csv
 
     sets = _test_sets(args)
     with staged_dir(args.out) as tmp:
@@ -351,7 +378,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             frame = pd.DataFrame(rows)
             if args.method:
                 frame.insert(0, "method", args.method)
-            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
+            write_csv(frame, tmp / f"{name}.csv", float_format="%.6f")
             print(f"scored {len(rows)} {name} images -> {args.out / (name + '.csv')}")
     return 0
 
@@ -503,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: continue a run whose schedule was lengthened (recorded in run.json)")
     p.add_argument("--stop-after", type=int, help="stop after this many iterations (a resumable checkpoint)")
     p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (bitwise resume)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a finished run of other settings in --out, and start over instead of refusing a "
+                        "checkpoint whose schedule was lengthened")
     _common(p, device=True)
 
     def test_sets(p: argparse.ArgumentParser) -> None:
@@ -589,8 +619,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except CliError as err:
         message = err
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, ArithmeticError) as err:  # FloatingPointError
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, OSError) and err.errno is not None:  # the system's, not one of our one-line messages
+            from benchmark.files import os_error_message
+
+            message, code = os_error_message(err)
     except OSError as err:
         from benchmark.files import os_error_message
 

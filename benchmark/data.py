@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from benchmark.files import sweep_stale, temporary_sibling
 
 if TYPE_CHECKING:  # torch is imported where a batch is made: scoring and synthesis never load it
     import torch
@@ -163,9 +164,9 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if image_format is None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_sibling(path)  # .NAME.tmp-PID: swept by a later run (files.sweep_folder) if this one is killed
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             Image.fromarray(np.ascontiguousarray(array)).save(handle, format=image_format)
         os.replace(tmp, path)
     except OSError as err:  # a full or read-only disk: name the file the user asked for
@@ -324,7 +325,10 @@ def build_crop_cache(pairs: Sequence[Pair], cache_dir: str | os.PathLike[str]) -
     layout = "stack" if len(set(shapes)) == 1 else "per_pair"
 
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", suffix=".tmp", dir=cache_dir.parent))
+    sweep_stale(cache_dir)  # the temporary folders of killed builds
+    tmp = temporary_sibling(cache_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         stack = None
         if layout == "stack":
@@ -350,6 +354,11 @@ def build_crop_cache(pairs: Sequence[Pair], cache_dir: str | os.PathLike[str]) -
         }
         (tmp / CACHE_INDEX).write_text(json.dumps(index_record, indent=1))
         replace_dir(tmp, cache_dir)
+    except OSError as err:  # a failed write names no file: name the cache, so the message names its disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(cache_dir)) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -368,8 +377,8 @@ def replace_dir(new: Path, target: Path) -> None:
     """
     old = None
     if target.exists():
-        aside = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-        old = Path(aside) / target.name
+        old = temporary_sibling(target, "old")
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
     try:
         os.replace(new, target)
@@ -378,7 +387,7 @@ def replace_dir(new: Path, target: Path) -> None:
             os.replace(old, target)
         raise
     if old is not None:
-        shutil.rmtree(old.parent, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class CropCache:

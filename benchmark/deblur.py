@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from benchmark.files import check_parent, os_error_message
+from benchmark.files import check_parent, os_error_message, sweep_folder
 
 PROG = "deblurbench deblur"
 
@@ -97,7 +97,9 @@ def deblur_all(method: Any, model: Any, options: Mapping[str, Any], jobs: list[t
     """Deblur every job; one line per failure on stderr; the exit code (0, 1 or 2)."""
     from benchmark.data import read_image_with_note, write_image
 
-    codes = []
+    for folder in sorted({dst.parent for _, dst in jobs}):  # the temporary files of a killed earlier run
+        sweep_folder(folder, {dst.name for _, dst in jobs if dst.parent == folder})
+    codes, written = [], []
     for src, dst in jobs:
         try:
             image, note = read_image_with_note(src)
@@ -110,6 +112,13 @@ def deblur_all(method: Any, model: Any, options: Mapping[str, Any], jobs: list[t
             codes.append(code)
             continue
         print(f"{src} -> {dst}")
+        written.append(dst)
+    gone = [dst for dst in written if not dst.is_file()]
+    if gone:  # the output folder was deleted or moved while this ran: exit 0 would claim them all written
+        print(f"{PROG}: error: {len(gone)} of the {len(written)} outputs written are gone ({gone[0]}"
+              f"{' ...' if len(gone) > 1 else ''}); was {gone[0].parent} deleted or moved while deblur ran? "
+              "run again", file=sys.stderr)
+        return 1
     if not codes:
         return 0
     if len(jobs) > 1:

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from benchmark import registry, runs
+from benchmark.files import read_csv, write_csv
 
 HEADLINE_SSIM = "ssim_matlab"
 KOHLER_SSIM = "ssim_metrix"  # Table 2's Köhler SSIM: metrix_mux 'SSIM'; 'MSSIM' is in the metric protocol table
@@ -39,7 +40,7 @@ def paper_numbers() -> pd.DataFrame:
 
 def read_scores(results: Path, method: str, dataset: str) -> pd.DataFrame | None:
     path = results / "scores" / method / f"{dataset}.csv"
-    return pd.read_csv(path) if path.exists() else None
+    return read_csv(path) if path.exists() else None
 
 
 def read_kohler_scores(results: Path, method: str) -> pd.DataFrame | None:
@@ -397,5 +398,5 @@ def write_tables(results: Path, config: Path, out: Path) -> None:
     }
     for name, frame in products.items():
         tmp = out / f".{name}.tmp"
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        write_csv(frame, tmp, float_format="%.6g")  # names are text to a spreadsheet, never formulas
         tmp.replace(out / name)
