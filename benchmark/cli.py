@@ -144,11 +144,15 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesise(args: argparse.Namespace) -> int:
+    from benchmark.config import ConfigError, problems, schema
     from benchmark.synthetic import synthesise_gopro, synthesise_kohler
 
     s = {**load_profile(args.config).get("data", {}).get("synthetic", {}), **(args.params or {})}
     if not s:
         raise CliError("synthesise needs --config PROFILE.yaml or --params JSON with the data.synthetic settings")
+    found = problems(s, schema()["properties"]["data"]["properties"]["synthetic"], "data.synthetic setting")
+    if found:
+        raise ConfigError(found)
     gopro = synthesise_gopro(args.out / "gopro", seed=s["seed"], train_pairs=s["train_pairs"],
                              test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"])
     kohler = synthesise_kohler(args.out / "kohler", seed=s["seed"] + 1, n_paths=s["kohler_paths"],
@@ -430,6 +434,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     missing = [k for k in ("profile", "data", "train", "fig5") if k not in profile]
     if missing:
         raise CliError(f"{args.config}: not a profile (no {', '.join(missing)})")
+    profile = _whole_profile(args.config)
     plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=args.probe_seconds,
                              device=resolve_device(args.device))
     text = format_plan(profile["profile"], plan, source)
@@ -457,9 +462,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return prepare.run(args)
 
 
+def _whole_profile(path: Path | None) -> dict[str, Any]:
+    """A profile every key of which is checked as the workflow checks it (a command run by hand gets the same
+    one-line errors as the workflow, instead of a TypeError deep in a job)."""
+    from benchmark.config import check_profile
+
+    if path is None:
+        raise CliError("give the profile: --config results/<profile>/config.yaml (or config/<profile>.yaml)")
+    return check_profile(load_profile(path))
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     from reports.tables import write_tables
 
+    _whole_profile(args.config)
     write_tables(args.results, args.config, args.out)
     return 0
 
@@ -467,6 +483,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from reports.figures import write_figures
 
+    _whole_profile(args.config)
     write_figures(args.results, args.config, args.out)
     return 0
 
@@ -474,6 +491,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.render import render_report
 
+    _whole_profile(args.config)
     render_report(args.results, args.config, args.out)
     return 0
 

@@ -1,7 +1,9 @@
 """Download, verify and unpack the real data: GOPRO_Large, Köhler et al.'s benchmark and VGG19 weights.
 
-Downloads resume a ``.part`` file with an HTTP Range request, retry with exponential backoff, try
-mirrors in order, show a progress bar, verify a checksum and only then rename into place. GOPRO has
+Downloads (:func:`download`, the one routine, also for the authors' weights) resume a ``.part`` file with
+an HTTP Range request whose answer is checked rather than trusted, retry with exponential backoff, are
+capped in size and time, try every source in order and say why each failed, show a progress bar, verify a
+checksum and only then rename into place. GOPRO has
 no published checksum: its SHA-256 is recorded in a lock file once the first download has been
 extracted and its layout verified (so a truncated or wrong archive never locks its own hash), and
 verified on every later one. Archives are extracted member by member into a temporary folder beside
