@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from baselines.pan import KERNEL_DEFAULTS, kernel_of
+from baselines.pan import KERNEL_DEFAULTS, KERNEL_LIMITS, kernel_of
 from benchmark.deconv import fft_size, smooth_periodic_pad
 from benchmark.registry import Method, register
 
@@ -73,6 +73,7 @@ register(Method(
             "balance 0.1) of each channel with the kernel estimated by Pan's L0 engine.",
     restore=restore_wiener,
     defaults={**KERNEL_DEFAULTS, "balance": 0.1},
+    limits={**KERNEL_LIMITS, "balance": {"exclusiveMinimum": 0}},
     deviations=("Not in the paper; the kernel is Pan's estimate, so errors of the estimate show here too.",),
 ))
 
@@ -84,5 +85,6 @@ register(Method(
             "channel with the kernel estimated by Pan's L0 engine.",
     restore=restore_richardson_lucy,
     defaults={**KERNEL_DEFAULTS, "rl_iterations": 10},
+    limits={**KERNEL_LIMITS, "rl_iterations": {"minimum": 1}},
     deviations=("Not in the paper; the kernel is Pan's estimate, so errors of the estimate show here too.",),
 ))

@@ -26,6 +26,8 @@ register(Method(
               "perceptual_normalize": False, "batch_size": 1, "crop": 256,
               # the official loop's conventions, whatever the profile sets for the paper's network
               "gp_reduction": "sum", "perceptual_reduction": "chw", "critic_batches": "same"},
+    # (its training settings are checked against config/schema.yaml's train section)
+    limits={"ngf": {"minimum": 1}, "n_blocks": {"minimum": 0}, "dropout": {"minimum": 0, "exclusiveMaximum": 1}},
     deviations=(
         "Trained by this suite's loop on this profile's data and schedule (the paper profile uses the "
         "official 150 + 150 epochs); the official code resizes GOPRO frames to 640x360 before cropping, "

@@ -37,6 +37,8 @@ register(Method(
     defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "loss": "l1", "lr": 1e-4,
               "betas": [0.9, 0.999], "eps": 1e-8, "lr_final": 1.25e-5, "batch_size": 16, "crop": 256,
               "n_critic": 1},
+    limits={"scales": {"minimum": 1}, "features": {"minimum": 1}, "blocks": {"minimum": 0},
+            "kernel": {"minimum": 1, "not": {"multipleOf": 2}}, "loss": {"enum": ["l1", "mse+adv"]}},
     deviations=(
         "Loss: by default the PyTorch release's multi-scale L1, not the paper's MSE + 1e-4 adversarial term "
         "(which option loss: mse+adv trains, with the release's discriminator and 256x256 crops).",

@@ -20,6 +20,8 @@ def _register_variant(name: str, display_name: str, block: str, paper_row: str, 
         build=Lazy("models.generator:build"),
         training=GAN_TRAINING,
         defaults={"block": block, "k": 9, "width": 32, "w0": "identity"},
+        limits={"block": {"enum": ["msr2b", "res2net", "resnet"]}, "k": {"minimum": 1}, "width": {"minimum": 1},
+                "w0": {"enum": ["identity", "t1"]}},
         paper_row=paper_row,
     ))
 

@@ -356,6 +356,13 @@ KERNEL_DEFAULTS: dict[str, Any] = {
     "gamma": 1.0,
     "k_thresh": 20.0,
 }
+# What each may be (benchmark.registry.Method.limits): a negative or zero weight never ends the half-quadratic
+# loop, a kernel side must be odd.
+KERNEL_LIMITS: dict[str, Any] = {
+    "kernel_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 3, "not": {"multipleOf": 2}}]},
+    "lambda_pixel": {"minimum": 0}, "lambda_grad": {"minimum": 0}, "iterations": {"minimum": 1},
+    "gamma": {"exclusiveMinimum": 0}, "k_thresh": {"minimum": 0},
+}
 
 register(Method(
     name="pan",
@@ -369,6 +376,8 @@ register(Method(
     restore=restore_pan,
     defaults={**KERNEL_DEFAULTS, "final_lambda": 5e-3, "final_iterations": 6, "final_p": 0.8,
               "final_data_norm": "l1-robust", "save_kernels": True},
+    limits={**KERNEL_LIMITS, "final_lambda": {"exclusiveMinimum": 0}, "final_iterations": {"minimum": 1},
+            "final_p": {"exclusiveMinimum": 0, "maximum": 2}, "final_data_norm": {"enum": ["l1-robust", "l2"]}},
     deviations=(
         "The robust-outlier paper (CVPR 2016) is public only as MATLAB P-code; its kernel estimation is "
         "replaced by the L0 intensity + gradient engine of Pan's readable text-deblurring code (CVPR 2014), "

@@ -25,6 +25,8 @@ register(Method(
     restore=Lazy("models.sun:restore"),
     defaults={"stride": 12, "mrf_weight": 0.05, "tile": 64, "lam": 3e-3, "irls_iterations": 3,
               "lr": 1e-4, "betas": [0.9, 0.999], "eps": 1e-8, "lr_final": 1e-5},
+    limits={"stride": {"minimum": 1}, "mrf_weight": {"minimum": 0}, "tile": {"minimum": 8},
+            "lam": {"exclusiveMinimum": 0}, "irls_iterations": {"minimum": 1}},
     deviations=(
         "Non-blind step: IRLS deconvolution with a hyper-Laplacian prior on overlapping tiles (one kernel per "
         "tile, blended) instead of the paper's EPLL patch prior with a per-pixel kernel field.",

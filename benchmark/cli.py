@@ -188,11 +188,15 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesise(args: argparse.Namespace) -> int:
+    from benchmark.config import ConfigError, problems, schema
     from benchmark.synthetic import synthesise_gopro, synthesise_kohler
 
     s = {**load_profile(args.config).get("data", {}).get("synthetic", {}), **(args.params or {})}
     if not s:
         raise CliError("synthesise needs --config PROFILE.yaml or --params JSON with the data.synthetic settings")
+    found = problems(s, schema()["properties"]["data"]["properties"]["synthetic"], "data.synthetic setting")
+    if found:
+        raise ConfigError(found)
     gopro = synthesise_gopro(args.out / "gopro", seed=s["seed"], train_pairs=s["train_pairs"],
                              test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"])
     kohler = synthesise_kohler(args.out / "kohler", seed=s["seed"] + 1, n_paths=s["kohler_paths"],
@@ -238,24 +242,27 @@ def _run_of(args: argparse.Namespace, profile: Mapping[str, Any]) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from benchmark import registry
+    from benchmark.config import method_setup
     from benchmark.data import CropSampler
     from benchmark.files import check_parent
-    from benchmark.train import Trainer, method_setup, resolve_device, write_run_info
+    from benchmark.train import Trainer, resolve_device, write_run_info
 
     _threads(args.threads)
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
     profile = load_profile(args.config)
     run = _run_of(args, profile)
+    if registry.get(run.method).kind != "trained":
+        raise CliError(f"method {run.method!r} is classical: there is nothing to train")
     method, options, settings = method_setup(run.method, profile, {**run.options, **(args.method_config or {})},
                                              {**(args.train or {}), **({"seed": run.seed} if args.run else {})})
-    if method.kind != "trained":
-        raise CliError(f"method {method.name!r} is classical: there is nothing to train")
     missing = [k for k in ("lr", "lr_final", "epochs_constant", "epochs_decay", "batch_size", "crop", "seed")
                if k not in settings]
     if missing:
         raise CliError(f"train settings lack {', '.join(missing)}: give --config PROFILE.yaml or --train JSON")
-    _check_schedule(settings, args.stop_after)
+    if args.stop_after is not None and args.stop_after < 1:
+        raise CliError(f"--stop-after {args.stop_after}: must be at least 1 iteration")
     check_parent(args.out)
     settings.setdefault("log_every", 10)
     settings.setdefault("checkpoint_every", 100)
@@ -269,9 +276,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                           random_flip=settings.get("random_flip", False))
     trainer = Trainer(method, options, settings, sampler, args.out, device,
                       validation=_validation_set(args.data, blur_folder, val_n))
+    extend = args.extend or bool(settings.get("extend", False))
+    _keep_finished_run(args, trainer, extend)
     started = time.perf_counter()
-    weights = trainer.run(resume=args.resume, stop_after=args.stop_after,
-                          extend=args.extend or bool(settings.get("extend", False)))
+    weights = trainer.run(resume=args.resume, stop_after=args.stop_after, extend=extend)
     write_run_info(args.out / "run.json", {
         "run": run.name, "method": method.name, "options": options, "settings": settings, "device": str(device),
         "params": sum(p.numel() for p in trainer.generator.parameters()),
@@ -291,17 +299,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_schedule(settings: Mapping[str, Any], stop_after: int | None) -> None:
-    """A schedule of zero iterations would write an untrained network as if it were trained."""
-    for key, minimum in (("epochs_constant", 0), ("epochs_decay", 0), ("batch_size", 1), ("crop", 1)):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise CliError(f"train setting {key} = {value!r}: must be a whole number >= {minimum}")
-    if settings["epochs_constant"] + settings["epochs_decay"] < 1:
-        raise CliError(f"train settings epochs_constant = {settings['epochs_constant']} and epochs_decay = "
-                       f"{settings['epochs_decay']}: the schedule has no iterations; set at least one epoch")
-    if stop_after is not None and stop_after < 1:
-        raise CliError(f"--stop-after {stop_after}: must be at least 1 iteration")
+def _keep_finished_run(args: argparse.Namespace, trainer: Any, extend: bool) -> None:
+    """A finished run in ``--out`` (its model.pt) is replaced only by the same run (the run hash its run.json
+    records), by continuing its checkpoint with ``--resume --extend``, or with ``--force``; ``--force`` also
+    drops a checkpoint this run would not continue, so training starts over."""
+    from benchmark.train import NON_DEFINING_KEYS, ResumeRefused, differences, lengthens
+
+    if args.force:
+        try:
+            keep = args.resume and trainer.checkpoint_to_resume(extend) is not None
+        except ResumeRefused:
+            keep = False
+        if not keep:
+            trainer.checkpoint_path.unlink(missing_ok=True)
+        return
+    if not (args.out / "model.pt").exists():
+        return
+    record = _run_record(args.out / "run.json")
+    if record.get("run_hash") == trainer.run_hash:
+        return
+    if args.resume and extend:
+        state = trainer.read_checkpoint()
+        if state is not None and lengthens(state, trainer.definition):
+            return
+    old = {"options": record.get("options", {}), "settings": record.get("settings", {})}
+    new = {"options": trainer.options, "settings": trainer.settings}
+    changed = [k for k in differences(old, new) if k.removeprefix("settings.") not in NON_DEFINING_KEYS]
+    what = f"{', '.join(changed[:6])} changed" if changed else "another run: other data or an older deblurbench"
+    raise CliError(f"--out {args.out}: holds a finished run ({what}); add --force to replace it (its model.pt "
+                   "and checkpoint are lost), or choose another --out")
+
+
+def _run_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _sources(args: argparse.Namespace) -> list[Any]:
@@ -343,7 +377,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from benchmark.evaluate import SHARD_RECORD, Shard, remove_other_splits, score_shard
-    from benchmark.files import check_parent, staged_dir
+    from benchmark.files import check_parent, staged_dir, write_csv
 
     check_parent(args.out)
     sources = _sources(args)
@@ -355,7 +389,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             frame = pd.DataFrame(set_rows)
             if args.method:
                 frame.insert(0, "method", args.method)
-            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.6f")
+            write_csv(frame, tmp / f"{name}.csv", float_format="%.6f")
             print(f"scored {len(set_rows)} {name} images -> {args.out / (name + '.csv')}")
         _write_text(tmp / SHARD_RECORD, json.dumps(record, indent=2, sort_keys=True))
     return 0
@@ -436,6 +470,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raise CliError(f"{args.config}: not a profile (no {', '.join(missing)})")
     if args.probe_seconds is not None and args.probe_seconds < 0:
         raise CliError(f"--probe-seconds {args.probe_seconds:g}: must be 0 (no probe) or more")
+    profile = _whole_profile(args.config)
     device = resolve_device(args.device)
     half = None if args.probe_seconds is None else args.probe_seconds / 2  # the trainings' and the evaluation's
     plan, source = make_plan(profile, gpu_check=args.gpu_check, probe_seconds=half, device=device,
@@ -470,9 +505,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return prepare.run(args)
 
 
+def _whole_profile(path: Path | None) -> dict[str, Any]:
+    """A profile every key of which is checked as the workflow checks it (a command run by hand gets the same
+    one-line errors as the workflow, instead of a TypeError deep in a job)."""
+    from benchmark.config import check_profile
+
+    if path is None:
+        raise CliError("give the profile: --config results/<profile>/config.yaml (or config/<profile>.yaml)")
+    return check_profile(load_profile(path))
+
+
 def cmd_tables(args: argparse.Namespace) -> int:
     from reports.tables import write_tables
 
+    _whole_profile(args.config)
     write_tables(args.results, args.config, args.out)
     return 0
 
@@ -480,6 +526,7 @@ def cmd_tables(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from reports.figures import write_figures
 
+    _whole_profile(args.config)
     write_figures(args.results, args.config, args.out)
     return 0
 
@@ -487,6 +534,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.render import render_report
 
+    _whole_profile(args.config)
     render_report(args.results, args.config, args.out)
     return 0
 
@@ -557,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: continue a run whose schedule was lengthened (recorded in run.json)")
     p.add_argument("--stop-after", type=int, help="stop after this many iterations (a resumable checkpoint)")
     p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (bitwise resume)")
+    p.add_argument("--force", action="store_true",
+                   help="replace a finished run of other settings in --out, and start over instead of refusing a "
+                        "checkpoint whose schedule was lengthened")
     _common(p, device=True)
 
     def test_sets(p: argparse.ArgumentParser) -> None:
@@ -681,8 +732,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except CliError as err:
         message = err
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError, ArithmeticError) as err:  # FloatingPointError
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, OSError) and err.errno is not None:  # the system's, not one of our one-line messages
+            from benchmark.files import os_error_message
+
+            message, code = os_error_message(err)
     except OSError as err:
         from benchmark.files import os_error_message
 

@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from benchmark.files import give_default_mode, temporary_file, temporary_folder
+from benchmark.files import give_default_mode, sweep_stale, temporary_sibling
 
 if TYPE_CHECKING:  # torch is imported where a batch is made: scoring and synthesis never load it
     import torch
@@ -52,27 +51,53 @@ GOPRO_SPLITS = ("train", "test")
 
 
 # -- image I/O ------------------------------------------------------------------------------------
-def _to_rgb(image: Image.Image) -> tuple[np.ndarray, str | None]:
-    """The pixels of a decoded PIL image as uint8 HxWx3 RGB, and what had to change to get there."""
+def _to_rgb(image: Image.Image, rawmode: str = "") -> tuple[np.ndarray, str | None]:
+    """The pixels of a decoded PIL image as uint8 HxWx3 RGB, and what had to change to get there.
+
+    Every mode is read as the intensities it means, not its bit pattern: 16-bit samples are scaled by
+    255/65535 (Pillow already keeps the high byte of a 16-bit-per-channel RGB or RGBA PNG, ``rawmode`` says
+    so and the note too), 32-bit integers must lie in the 16-bit range and floating point in [0, 1] (what
+    those modes mean in TIFF and PGM files), colour spaces (CMYK, YCbCr, LAB, HSV) are converted. Anything
+    else is a ValueError: never a silently black, white or clipped image."""
     mode = image.mode
+    deep = bool(re.search(r";16[BLN]$", rawmode)) and mode in ("RGB", "RGBA", "LA")  # Pillow kept 8 of 16 bits
+    bits = "converted 16 bits per channel to 8" if deep else None
     if mode == "RGB":
-        return np.asarray(image, dtype=np.uint8).copy(), None
+        return np.asarray(image, dtype=np.uint8).copy(), bits
     if mode in ("L", "1"):
         return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), "converted grayscale to RGB"
-    if mode == "LA":
+    if mode in ("LA", "La"):
         rgb = np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-        return rgb, "dropped alpha channel; converted grayscale to RGB"
-    if mode in ("RGBA", "RGBa"):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), "dropped alpha channel"
-    if mode.startswith("I;16") or mode == "I":
-        # 16-bit grayscale PNGs decode to these modes; 65535 / 257 = 255 maps the full range.
-        values = np.asarray(image, dtype=np.float64)
-        gray = np.clip(np.round(values / 257.0), 0, 255).astype(np.uint8)
+        return rgb, _notes(bits, "dropped alpha channel; converted grayscale to RGB")
+    if mode in ("RGBA", "RGBa", "RGBX"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), _notes(bits, "dropped alpha channel"
+                                                                               if mode != "RGBX" else None)
+    if mode.startswith("I"):  # I;16, I;16B, I;16L, I;16N and I: integer samples
+        values = np.asarray(image, dtype=np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ValueError(f"{mode} image with values {values.min()}..{values.max()}, beyond the 16-bit range "
+                             "0..65535 whose meaning is known; convert it to 8 or 16 bits per sample")
+        gray = np.round(values / 257.0).astype(np.uint8)  # 65535 / 257 = 255: the full range
         return np.repeat(gray[..., None], 3, axis=2), f"converted 16-bit grayscale ({mode}) to 8-bit RGB"
-    if mode == "P" and "transparency" in image.info:
+    if mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            nan = " and NaN" if np.isnan(values).any() else ""
+            raise ValueError(f"floating-point image with values {np.nanmin(values):g}..{np.nanmax(values):g}{nan}, "
+                             "not in [0, 1]; save it as 8 or 16 bits per sample")
+        gray = np.round(values * 255.0).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2), "converted floating-point grayscale in [0, 1] to 8-bit RGB"
+    if mode in ("P", "PA") and ("transparency" in image.info or mode == "PA"):
         return np.asarray(image.convert("RGBA").convert("RGB"), dtype=np.uint8).copy(), \
             "converted palette to RGB; dropped alpha channel"
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), f"converted {mode} to RGB"
+    if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8).copy(), f"converted {mode} to RGB"
+    raise ValueError(f"image mode {mode} is not one this suite reads (8- or 16-bit grayscale, RGB, RGBA, palette, "
+                     "CMYK, YCbCr, LAB, HSV, 32-bit integer or float grayscale); convert it to RGB")
+
+
+def _notes(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
 
 
 def read_image_with_note(path: str | os.PathLike[str]) -> tuple[np.ndarray, str | None]:
@@ -91,20 +116,21 @@ def read_image_with_note(path: str | os.PathLike[str]) -> tuple[np.ndarray, str 
         with opened:
             if opened.width * opened.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
                 raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")  # PIL only warns below 2x
+            rawmode = opened.tile[0][3] if opened.tile and isinstance(opened.tile[0][3], str) else ""
             opened.load()
             notes = []
             image = opened
             if opened.getexif().get(0x0112, 1) != 1:  # 0x0112: EXIF Orientation
                 image = ImageOps.exif_transpose(opened)
                 notes.append("applied EXIF orientation")
-            array, note = _to_rgb(image)
+            array, note = _to_rgb(image, rawmode)
     except UnidentifiedImageError as err:
         raise ValueError(f"{path}: not an image file PIL can read") from err
     except Image.DecompressionBombError as err:
         raise ValueError(f"{path}: declares {_declared_size(path)} pixels, beyond the "
                          f"{Image.MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb, or a photo too large "
                          "to deblur here); downscale it first") from err
-    except OSError as err:
+    except (OSError, ValueError) as err:  # a decoder's failure, or a mode with no known meaning
         raise ValueError(f"{path}: unreadable image ({err})") from err
     if note:
         notes.append(note)
@@ -148,9 +174,9 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray) -> None:
     if image_format is None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temporary_file(path)
+    tmp = temporary_sibling(path)  # .NAME.tmp-PID: swept by a later run (files.sweep_folder) if this one is killed
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             Image.fromarray(np.ascontiguousarray(array)).save(handle, format=image_format)
         os.replace(tmp, path)
     except OSError as err:  # a full or read-only disk: name the file the user asked for
@@ -526,7 +552,10 @@ def build_crop_cache(pairs: Sequence[Pair], cache_dir: str | os.PathLike[str]) -
     layout = "stack" if len(set(shapes)) == 1 else "per_pair"
 
     cache_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_folder(cache_dir)
+    sweep_stale(cache_dir)  # the temporary folders of killed builds
+    tmp = temporary_sibling(cache_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         stack = None
         if layout == "stack":
@@ -552,6 +581,11 @@ def build_crop_cache(pairs: Sequence[Pair], cache_dir: str | os.PathLike[str]) -
         }
         (tmp / CACHE_INDEX).write_text(json.dumps(index_record, indent=1))
         replace_dir(tmp, cache_dir)
+    except OSError as err:  # a failed write names no file: name the cache, so the message names its disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.filename:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(cache_dir)) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -571,8 +605,8 @@ def replace_dir(new: Path, target: Path) -> None:
     give_default_mode(new, folder=True)  # a folder from mkdtemp is 0700: give it what mkdir would
     old = None
     if target.exists():
-        aside = tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-        old = Path(aside) / target.name
+        old = temporary_sibling(target, "old")
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(target, old)
     try:
         os.replace(new, target)
@@ -581,7 +615,7 @@ def replace_dir(new: Path, target: Path) -> None:
             os.replace(old, target)
         raise
     if old is not None:
-        shutil.rmtree(old.parent, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 class CropCache:

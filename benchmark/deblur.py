@@ -24,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from benchmark.files import check_parent, os_error_message
+from benchmark.files import check_parent, os_error_message, sweep_folder
 
 PROG = "deblurbench deblur"
 
@@ -133,8 +133,10 @@ def deblur_all(method: Any, model: Any, options: Mapping[str, Any], jobs: list[t
 
     from benchmark.data import read_image_with_note, write_image
 
+    for folder in sorted({dst.parent for _, dst in jobs}):  # the temporary files of a killed earlier run
+        sweep_folder(folder, {dst.name for _, dst in jobs if dst.parent == folder})
     restore = _restorer(method, model, options, tile, overlap)
-    codes, seconds = [], []
+    codes, seconds, written = [], [], []
     # disable=None: the bar is drawn only when stderr is a terminal (a log or a pipe gets the lines alone)
     bar = tqdm(total=len(jobs), desc=f"deblur ({method.name})", unit="img", disable=True if quiet else None,
                dynamic_ncols=True)
@@ -159,10 +161,17 @@ def deblur_all(method: Any, model: Any, options: Mapping[str, Any], jobs: list[t
                 codes.append(code)
                 bar.update(1)
                 continue
+            written.append(dst)
             if not quiet:
                 bar.write(f"{src} -> {dst} ({seconds[-1]:.2f} s, {image.shape[1]}x{image.shape[0]})")
             bar.set_postfix_str("")
             bar.update(1)
+    gone = [dst for dst in written if not dst.is_file()]
+    if gone:  # the output folder was deleted or moved while this ran: exit 0 would claim them all written
+        print(f"{PROG}: error: {len(gone)} of the {len(written)} outputs written are gone ({gone[0]}"
+              f"{' ...' if len(gone) > 1 else ''}); was {gone[0].parent} deleted or moved while deblur ran? "
+              "run again", file=sys.stderr)
+        return 1
     if len(jobs) > 1 and seconds and not quiet:
         print(f"deblurred {len(seconds)} of {len(jobs)} images with {method.name} in {sum(seconds):.1f} s "
               f"({sum(seconds) / len(seconds):.2f} s per image)")

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.files import write_text_atomic
+from benchmark.files import read_csv, write_text_atomic
 
 STATE_DIR = ".state"
 SHARD_RECORD = "shard.json"
@@ -370,6 +370,10 @@ def restore_shard(method: Any, model: Any, options: Mapping[str, Any], sources: 
             output_digest = file_digest(target)
             records.finished(item, input_digest, output_digest)
         outputs.append({"set": item.set, "name": item.name, "output": output_digest})
+    gone = [o for o in outputs if not (Path(out) / o["set"] / o["name"]).is_file()]
+    if gone:  # the output folder was removed or moved while this ran: no manifest may claim them
+        raise RuntimeError(f"{Path(out) / gone[0]['set'] / gone[0]['name']}: {len(gone)} of the shard's {len(outputs)} "
+                           "restored images are gone; was the folder deleted or moved while restore ran? run again")
     if counts["changed"]:
         print(f"restore shard {shard.tag}: {counts['changed']} images restored again (the method, its options, "
               "its weights or the input changed since they were restored)", flush=True)
@@ -430,7 +434,7 @@ def read_set_scores(folder: Path, set_name: str) -> Any:
     if missing:
         raise ValueError(f"{folder}: shard(s) {', '.join(Shard(k, count).tag for k in missing)} not scored "
                          f"({len(present)} of {count} present); rerun the workflow to finish them")
-    frames = [pd.read_csv(d / f"{set_name}.csv") for d in sorted(records) if (d / f"{set_name}.csv").exists()]
+    frames = [read_csv(d / f"{set_name}.csv") for d in sorted(records) if (d / f"{set_name}.csv").exists()]
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image"])
     expected = json.loads(listed.pop())["images"]
     duplicated = frame.image[frame.image.duplicated()].tolist()

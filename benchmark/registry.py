@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the registry itself never imports torch (see Lazy)
     from torch import nn
 
 ENTRY_POINT_GROUP = "deblurbench.methods"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 Options = Mapping[str, Any]
 BatchPreparer = Callable[["torch.Tensor", "torch.Tensor", "torch.Generator"], tuple["torch.Tensor", "torch.Tensor"]]
@@ -96,6 +98,11 @@ class Method:
     beyond the paper, keyed like that file's columns. ``deviations`` say exactly how this
     implementation differs from the original; the report prints them beside the row.
     ``load_official(model, path)`` loads the original authors' released weights strictly.
+
+    ``limits`` says which values each option may take beyond the kind of its default, as JSON-Schema
+    keywords (``{"balance": {"exclusiveMinimum": 0}, "block": {"enum": [...]}}``; an option whose default is
+    ``None`` names its type there). :meth:`options` checks them through :mod:`benchmark.config`, the path
+    the profile and the training settings take too.
     """
 
     name: str
@@ -110,8 +117,15 @@ class Method:
     paper_row: str | None = None
     reference: Mapping[str, float] | None = None
     load_official: Callable[[nn.Module, Path], None] | None = None
+    limits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not NAME.fullmatch(self.name):
+            raise ValueError(f"method name {self.name!r}: use letters, digits, '.', '_' and '-', starting with a "
+                             "letter or digit (it names files, workflow jobs and table rows)")
+        undeclared = sorted(set(self.limits) - set(self.defaults))
+        if undeclared:
+            raise ValueError(f"method {self.name!r}: limits for options it does not have: {', '.join(undeclared)}")
         if self.kind not in ("trained", "classical"):
             raise ValueError(f"method {self.name!r}: kind must be 'trained' or 'classical', not {self.kind!r}")
         if self.kind == "trained" and (self.build is None or self.training is None):
@@ -120,39 +134,14 @@ class Method:
     def options(self, overrides: Options | None = None) -> dict[str, Any]:
         """The method's defaults with ``overrides`` (from the configuration) on top.
 
-        A key the method does not define, or a value of another type than its default (``"wide"`` for
-        an integer width), is a ValueError naming the key and the valid keys.
+        A key the method does not define, a value of another kind than its default (``"wide"`` for an
+        integer width, ``2.0`` for a whole number), a number that is not finite, or a value outside the
+        declared ``limits`` is a :class:`benchmark.config.ConfigError` (a ValueError) naming the key, the
+        value and what is allowed.
         """
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(self.defaults))
-        if unknown:
-            valid = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(f"method {self.name!r}: unknown option {', '.join(map(repr, unknown))} (valid: {valid})")
-        for key, value in overrides.items():
-            expected = _option_type(self.defaults[key])
-            if expected is not None and not _fits(value, expected):
-                raise ValueError(f"method {self.name!r}: option {key} = {value!r} must be {expected[1]} "
-                                 f"(default {self.defaults[key]!r})")
-        return {**self.defaults, **overrides}
+        from benchmark.config import check_options
 
-
-def _option_type(default: Any) -> tuple[tuple[type, ...], str] | None:
-    """Which values may replace ``default``: the same kind (an int may stand for a float)."""
-    if isinstance(default, bool):
-        return (bool,), "true or false"
-    if isinstance(default, int):
-        return (int,), "a whole number"
-    if isinstance(default, float):
-        return (int, float), "a number"
-    if isinstance(default, str):
-        return (str,), "a string"
-    if isinstance(default, list | tuple):
-        return (list, tuple), "a list"
-    return None
-
-
-def _fits(value: Any, expected: tuple[tuple[type, ...], str]) -> bool:
-    return isinstance(value, expected[0]) and (bool in expected[0] or not isinstance(value, bool))
+        return check_options(self.name, self.defaults, self.limits, dict(overrides or {}))
 
 
 _METHODS: dict[str, Method] = {}

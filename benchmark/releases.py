@@ -1,11 +1,12 @@
 """The authors' released GOPRO models (:data:`RELEASES`), and ``deblurbench fetch weights NAME``.
 
-Each release is downloaded from the link its README publishes (Google Drive files go through ``gdown``,
-which handles Drive's confirmation page), after any mirror URLs of the configuration (tried first, with
-the resumable download of :mod:`benchmark.fetch`), or taken from a local file. Its SHA-256 is checked
-against the lock file when one was recorded; it is recorded only after the file has loaded strictly into
-the method's network, so a corrupt or wrong download never locks a bad hash. A ``NAME.safetensors`` copy
-of the loaded weights is cached beside it.
+Each release is downloaded from the link its README publishes, after any mirror URLs of the configuration
+(tried first), by the one download routine of :mod:`benchmark.fetch` (resumed, capped in size and time,
+each source's failure named; Google Drive's confirmation page is followed as gdown reads it), or taken
+from a local file. Its SHA-256 is checked against the lock file when one was recorded; it is recorded only
+after the file has loaded strictly into the method's network (every tensor of the expected shape, floating
+point and finite), so a corrupt or wrong file never locks its hash. A ``NAME.safetensors`` copy of the
+loaded weights is cached beside it.
 
 This module imports no torch until a file is loaded, so the workflow can list the releases when it
 parses. Loading is :mod:`benchmark.weights`.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmark import registry
-from benchmark.fetch import FetchError, _lock, _record, download, file_digest
+from benchmark.fetch import MAX_SECONDS, FetchError, _lock, _record, download, file_digest
 from benchmark.files import write_text_atomic
 
 if TYPE_CHECKING:
@@ -62,43 +63,17 @@ def release(name: str) -> Release:
         raise FetchError(f"unknown release {name!r}; choose {', '.join(RELEASES)}") from None
 
 
-def _download_drive(url: str, dest: Path, quiet: bool) -> None:
-    import gdown  # only here: its confirmation step is what Google Drive needs
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    result = gdown.download(url, str(part), quiet=quiet, resume=True)
-    if result is None:
-        raise FetchError(f"{dest.name}: Google Drive download failed ({url})")
-    part.replace(dest)
-
-
-def _download(urls: Sequence[str], dest: Path, *, retries: int, backoff: float, quiet: bool) -> None:
-    """Mirrors and plain URLs with :func:`benchmark.fetch.download`; Google Drive links with gdown."""
-    errors = []
-    plain = [u for u in urls if "drive.google.com" not in u]
-    if plain:
-        try:
-            download(plain, dest, retries=retries, backoff=backoff, quiet=quiet)
-            return
-        except FetchError as err:
-            errors.append(str(err))
-    for url in (u for u in urls if "drive.google.com" in u):
-        try:
-            _download_drive(url, dest, quiet)
-            return
-        except Exception as err:  # noqa: BLE001 - gdown raises its own types; try the next source
-            errors.append(f"{url}: {err}")
-    raise FetchError(f"{dest.name}: every source failed:\n  " + "\n  ".join(errors))
-
-
 def cached_path(root: Path, name: str) -> Path:
     """Where the converted ``.safetensors`` copy of a release lies."""
     return Path(root) / f"{name}.safetensors"
 
 
+WEIGHTS_MAX_BYTES = 4 << 30  # the largest release, NAFNet-64, is about 270 MB
+
+
 def fetch_weights(name: str, root: Path, *, mirrors: Sequence[str] = (), local: Path | None = None,
-                  retries: int = 4, backoff: float = 2.0, quiet: bool = False) -> dict[str, Any]:
+                  retries: int = 4, backoff: float = 2.0, quiet: bool = False, max_size: int | None = None,
+                  max_time: float = MAX_SECONDS) -> dict[str, Any]:
     """Fetch (or take ``local``), check against the lock, load strictly, cache ``NAME.safetensors``,
     then record the SHA-256. Returns a record of the files, hash and source."""
     rel = release(name)
@@ -108,7 +83,8 @@ def fetch_weights(name: str, root: Path, *, mirrors: Sequence[str] = (), local: 
     if local and not path.is_file():
         raise FetchError(f"{path}: no such file (the local copy of release {name})")
     if not local and not path.exists():
-        _download([*mirrors, *rel.urls], path, retries=retries, backoff=backoff, quiet=quiet)
+        download([*mirrors, *rel.urls], path, retries=retries, backoff=backoff, quiet=quiet,
+                 max_bytes=max_size or WEIGHTS_MAX_BYTES, max_seconds=max_time)
     actual, locked = file_digest(path, "sha256"), _lock(root).get(rel.filename)
     if locked and actual != locked:
         raise FetchError(f"{path}: SHA-256 {actual} differs from the one recorded in {root / 'checksums.lock.json'} "
@@ -146,7 +122,8 @@ def run(args: Any) -> int:
     if not args.release:
         raise FetchError(f"fetch weights: name the release ({', '.join(RELEASES)})")
     record = fetch_weights(args.release, args.root or Path("weights"), mirrors=args.mirror, local=args.archive,
-                           retries=args.retries, backoff=args.backoff, quiet=args.quiet)
+                           retries=args.retries, backoff=args.backoff, quiet=args.quiet, max_size=args.max_size,
+                           max_time=args.max_time)
     if args.record:
         write_text_atomic(args.record, json.dumps(record, indent=2))
     print(json.dumps(record["checksums"], indent=2))

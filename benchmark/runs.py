@@ -43,12 +43,27 @@ def plan(cfg: Mapping[str, Any]) -> dict[str, Run]:
         for seed in seeds(cfg):
             name = run_name(m.name, seed, cfg)
             out[name] = Run(name, m.name, seed)
-    sweep = registry.get(cfg["fig5"]["method"])
+    sweep = sweep_method(cfg)
     for k in cfg["fig5"]["k"]:
         if k != sweep.defaults.get("k"):
             name = f"{sweep.name}-k{k}"
             out[name] = Run(name, sweep.name, base, {"k": k})
     return out
+
+
+def sweep_method(cfg: Mapping[str, Any]) -> registry.Method:
+    """The method Fig. 5 sweeps over k (``fig5.method``): a registered trained method with an option ``k``.
+    Anything else is a ValueError naming the key and the methods it may be."""
+    name = cfg["fig5"]["method"]
+    methods = registry.available()
+    fits = [m.name for m in methods if m.kind == "trained" and "k" in m.defaults]
+    method = next((m for m in methods if m.name == name), None)
+    if method is None or method.name not in fits:
+        what = ("not a registered method" if method is None else
+                f"a {method.kind} method" + (" without an option k" if method.kind == "trained" else ""))
+        raise ValueError(f"config key fig5.method = {name!r}: {what}; Fig. 5 sweeps the blocks k of a trained "
+                         f"method (one of {', '.join(fits)})")
+    return method
 
 
 def seed_runs(method: str, cfg: Mapping[str, Any]) -> list[tuple[int, str]]:

@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from benchmark import data
-from benchmark.fetch import UNPACK_LIMIT, FetchError, _lock, _record, extract, file_digest
+from benchmark.fetch import MAX_SECONDS, UNPACK_LIMIT, FetchError, _lock, _record, download, extract, file_digest
 from benchmark.files import sweep_stale, temporary_sibling
 from benchmark.prepare import VerifyReport
 from benchmark.registry import Lazy
@@ -240,23 +240,20 @@ def _candidates(testset: TestSet, downloads: Path, mirrors: Sequence[str],
     raise FetchError(f"{archive}: no such file or folder (the local copy of the {testset.name} archive)")
 
 
-def _download_any(urls: Sequence[str], dest: Path, *, retries: int, backoff: float, quiet: bool) -> None:
-    from benchmark.releases import _download  # plain links resumed by benchmark.fetch, Drive links by gdown
-
-    _download(urls, dest, retries=retries, backoff=backoff, quiet=quiet)
-
-
 def fetch_testset(name: str, root: str | os.PathLike[str], *, mirrors: Sequence[str] = (),
                   archive: str | os.PathLike[str] | None = None, retries: int = 4, backoff: float = 2.0,
-                  quiet: bool = False, unpack_limit: float | None = None, verify: str = "counts") -> dict[str, Any]:
+                  quiet: bool = False, unpack_limit: float | None = None, verify: str = "counts",
+                  max_size: int | None = None, max_time: float = MAX_SECONDS) -> dict[str, Any]:
     """Fetch ``hide`` or ``realblur`` into ``root``, verify its test pairs and record the archives' SHA-256.
 
     The sources are tried in order until every test set of the dataset is there (RealBlur: J and R from
     ``RealBlur.tar.gz``, or each from its Restormer copy). ``mirrors`` are URLs of the first source's
     archive, tried before its links; ``archive`` a local file (whatever test sets it holds) or a folder of
     the sources' archives by name. ``verify``: ``counts`` (the official list / count) or ``structure``
-    (pairing by name only, for miniature trees). Returns a record of the checksums and, per test set, its
-    layout, pair count and archive. Raises :class:`~benchmark.fetch.FetchError` with one line.
+    (pairing by name only, for miniature trees). A download is capped at ``max_size`` bytes (default:
+    ``unpack_limit`` times the dataset's expected size) and ``max_time`` seconds per source. Returns a record
+    of the checksums and, per test set, its layout, pair count and archive. Raises
+    :class:`~benchmark.fetch.FetchError` with one line.
     """
     if name not in TESTSETS:
         raise FetchError(f"unknown test set dataset {name!r}; choose {', '.join(TESTSETS)}")
@@ -278,7 +275,10 @@ def fetch_testset(name: str, root: str | os.PathLike[str], *, mirrors: Sequence[
                 errors.append(f"{path.name}: no download link ({source.origin})")
                 continue
             try:
-                _download_any(urls, path, retries=retries, backoff=backoff, quiet=quiet)
+                cap = max_size or int((UNPACK_LIMIT if unpack_limit is None else unpack_limit)
+                                      * testset.expected_size[0])
+                download(urls, path, retries=retries, backoff=backoff, quiet=quiet, max_bytes=cap,
+                         max_seconds=max_time)
             except FetchError as err:
                 errors.append(" ".join(str(err).split()))  # one line, whatever the downloader wrote
                 continue

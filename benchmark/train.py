@@ -26,9 +26,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmark import registry
-from benchmark.files import write_text_atomic
+# How a run's settings are made and checked lives in benchmark.config (no torch); imported from here too.
+from benchmark.config import PROFILE_KEYS, method_setup, train_settings  # noqa: F401
+from benchmark.files import FULL, sweep_stale, temporary_sibling, write_text_atomic
 from benchmark.registry import Method, network_restore
+from benchmark.weights import UnreadableWeights, torch_file
 from models.losses import bce_discriminator_loss, bce_generator_loss, critic_loss, generator_adversarial_loss
 
 LOG_FIELDS = ("iteration", "epoch", "lr", "loss_critic", "gradient_penalty", "loss_adversarial", "loss_content")
@@ -84,25 +86,33 @@ def _set_rng_state(state: Mapping[str, Any], generator: torch.Generator) -> None
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temporary name in the same folder, then rename: no half-written file."""
-    tmp = path.with_name(path.name + ".tmp")
+    """torch.save to a temporary name in the same folder (``.NAME.tmp-PID``; those of killed runs are swept
+    first), then rename: no half-written file. A failure is one OSError saying what went wrong: the folder
+    removed under the run (by another process or by hand), a full disk (with its free space), or what the
+    system said."""
+    sweep_stale(path)
+    tmp = temporary_sibling(path)
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch reports a failed write (a full disk) as RuntimeError
         tmp.unlink(missing_ok=True)
-        free = shutil.disk_usage(path.parent).free / 1e6 if path.parent.is_dir() else 0.0
         reason = err.strerror if isinstance(err, OSError) and err.strerror else (str(err).splitlines() or [""])[0]
-        raise OSError(getattr(err, "errno", None) or errno.EIO,
-                      f"cannot write {path} ({reason or type(err).__name__}); "
-                      f"the disk holding {path.parent} has {free:.0f} MB free: free space, then resume",
-                      str(path)) from err
+        reason = reason or type(err).__name__
+        if not path.parent.is_dir():
+            raise OSError(errno.ESTALE, f"cannot write {path}: its folder {path.parent} was removed while this "
+                          "command ran (by another process or by hand); nothing was saved there, run again",
+                          str(path)) from err
+        code = err.errno if isinstance(err, OSError) and err.errno else errno.EIO
+        if isinstance(err, OSError) and code not in FULL:  # not the disk's fault: say what the system said
+            raise OSError(code, f"cannot write {path} ({reason})", str(path)) from err
+        free = shutil.disk_usage(path.parent).free / 1e6
+        raise OSError(code, f"cannot write {path} ({reason}); the disk holding {path.parent} has {free:.0f} MB "
+                      "free: free space, then resume", str(path)) from err
 
 
 def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by this module, safely (tensors and plain containers only)."""
-    from benchmark.weights import torch_file
-
     return torch_file(path, path, map_location)
 
 
@@ -115,15 +125,16 @@ SCHEDULE_KEYS = ("epochs_constant", "epochs_decay")
 
 def data_identity(sampler: Any) -> dict[str, Any]:
     """What identifies the training data: each pair's sequence, name, source folder and size, and a
-    digest of the first, middle and last pairs' pixels (a rebuilt cache of other images differs)."""
+    digest of every pair's pixels as the run reads them (the crop cache). One changed pixel anywhere is
+    another run. SHA-256 of GOPRO's 2103 pairs (11.6 GB) takes about 10 s, once per call of ``train``."""
     cache = getattr(sampler, "cache", None)
     if cache is None:  # a sampler without a crop cache (tests): its length is all we know
         return {"pairs": len(sampler)}
     entries = [(e["seq"], e["name"], Path(e["blurred"]).parent.name, e["height"], e["width"])
                for e in cache.entries]
     digest = hashlib.sha256()
-    for index in sorted({0, len(cache) // 2, len(cache) - 1}):
-        digest.update(np.ascontiguousarray(cache.pair(index)).tobytes())
+    for index in range(len(cache)):
+        digest.update(np.ascontiguousarray(cache.pair(index)))
     return {"pairs": entries, "pixels": digest.hexdigest()}
 
 
@@ -140,21 +151,30 @@ def run_hash(definition: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Dotted names of the values that differ between two run definitions."""
     names = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, Mapping) and isinstance(b, Mapping):
-            names += _differences(a, b, f"{prefix}{key}.")
+            names += differences(a, b, f"{prefix}{key}.")
         elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
             names.append(f"{prefix}{key}")
     return names
 
 
+class ResumeRefused(ValueError):
+    """A checkpoint that would be lost by starting over, and was not asked to be continued."""
+
+
+def lengthens(state: Mapping[str, Any], definition: Mapping[str, Any]) -> bool:
+    """Whether ``state`` (a checkpoint) is of the run ``definition`` describes, with a shorter schedule."""
+    return "definition" in state and _is_lengthening(json.loads(state["definition"]), definition)
+
+
 def _is_lengthening(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Only the schedule's epochs changed, none of them downwards."""
-    changed = _differences(old, new)
+    changed = differences(old, new)
     keys = {f"settings.{k}" for k in SCHEDULE_KEYS}
     return bool(changed) and set(changed) <= keys and all(
         new["settings"].get(k, 0) >= old["settings"].get(k, 0) for k in SCHEDULE_KEYS)
@@ -503,7 +523,44 @@ class Trainer:
                 return None
             return (f"the schedule was lengthened ({before} -> {after} epochs); continuing would mix two "
                     "schedules, so pass --extend (or train.extend: true) to continue it on purpose")
-        return f"it was written with other settings ({', '.join(_differences(old, self.definition))} changed)"
+        return f"it was written with other settings ({', '.join(differences(old, self.definition))} changed)"
+
+    def read_checkpoint(self) -> dict[str, Any] | None:
+        """The run folder's checkpoint, or None when there is none. One that cannot be read (cut short by a
+        crash or a full disk) is set aside as ``checkpoint.pt.unreadable`` (replacing an older one), and this
+        is said in one line: it would otherwise stop every later resume until deleted by hand."""
+        if not self.checkpoint_path.exists():
+            return None
+        try:
+            return load_checkpoint(self.checkpoint_path, self.device)
+        except UnreadableWeights as err:
+            aside = self.checkpoint_path.with_name(self.checkpoint_path.name + ".unreadable")
+            os.replace(self.checkpoint_path, aside)
+            reason = str(err).removeprefix(f"{self.checkpoint_path}: ")
+            self.restart_reason = f"it cannot be read ({reason}); set aside as {aside.name}"
+            print(f"train {self.method.name}: not resuming {self.checkpoint_path}: {self.restart_reason}; "
+                  "restarting from scratch", flush=True)
+            return None
+
+    def checkpoint_to_resume(self, extend: bool) -> dict[str, Any] | None:
+        """The checkpoint to continue, or None to start from scratch (saying why in one line).
+
+        It is continued when it belongs to this run (same :attr:`run_hash`) or, with ``extend``, to this run
+        with a lengthened schedule. A lengthened schedule without ``extend`` is a :class:`ResumeRefused`: the
+        checkpoint holds a finished or longer-trained run that starting over would destroy. Any other
+        checkpoint (other settings, options or data) is left to be replaced by this run's first one."""
+        state = self.read_checkpoint()
+        if state is None:
+            return None
+        self.restart_reason = self.resumable(state, extend)
+        if self.restart_reason is None:
+            return state
+        if not extend and lengthens(state, self.definition):
+            raise ResumeRefused(f"{self.checkpoint_path}: not resuming: {self.restart_reason}; to start over "
+                                "instead, delete it (deblurbench train --force does)")
+        print(f"train {self.method.name}: not resuming {self.checkpoint_path}: {self.restart_reason}; "
+              "restarting from scratch", flush=True)
+        return None
 
     def resume(self, state: Mapping[str, Any] | None = None) -> None:
         state = state if state is not None else load_checkpoint(self.checkpoint_path, self.device)
@@ -532,9 +589,7 @@ class Trainer:
         """Train to the end of the schedule (or ``stop_after`` iterations, or the iteration during which
         ``time_limit`` seconds of this call have passed); returns the weights file.
 
-        ``resume`` continues the run folder's checkpoint when it belongs to this run (same
-        :attr:`run_hash`), or, with ``extend``, to this run with a lengthened schedule; any other
-        checkpoint is set aside and training restarts from scratch, saying why in one line.
+        ``resume`` continues the run folder's checkpoint as :meth:`checkpoint_to_resume` decides.
 
         The loss values stay on the device; they are read back (one transfer) only every
         ``log_every`` iterations and at checkpoints, where a non-finite value stops the run naming
@@ -546,15 +601,7 @@ class Trainer:
         if self.iteration > 0 and not resume:
             raise RuntimeError("this Trainer has trained already: run(resume=True) continues it")
         in_memory = self.iteration > 0
-        state = None
-        if resume and not in_memory and self.checkpoint_path.exists():
-            state = load_checkpoint(self.checkpoint_path, self.device)
-        if state is not None:
-            self.restart_reason = self.resumable(state, extend)
-            if self.restart_reason is not None:
-                print(f"train {self.method.name}: not resuming {self.checkpoint_path}: {self.restart_reason}; "
-                      "restarting from scratch", flush=True)
-                state = None
+        state = self.checkpoint_to_resume(extend) if resume and not in_memory else None
         if state is not None:
             self.resume(state)
         elif in_memory:
@@ -654,37 +701,6 @@ def _truncate_log(path: Path, iteration: int) -> None:
         writer.writeheader()
         writer.writerows(r for r in rows if int(r["iteration"]) <= iteration)
     os.replace(tmp, path)
-
-
-# How long and how observed a run is belongs to the profile (quick and smoke shrink every method alike;
-# the paper profile sets each method's own schedule under `methods:`); how a method trains (lr, betas,
-# loss weights, critic steps, and its own batch size and crop, e.g. DeepDeblur's 16 / 256) belongs to the
-# method's defaults. A profile whose images cannot hold a method's crop overrides it on purpose under
-# `methods: {name: {train: ...}}`; run.json records, and the report shows, what each run used.
-PROFILE_KEYS = frozenset({"epochs_constant", "epochs_decay", "seed", "val_every", "log_every", "checkpoint_every",
-                          "perceptual_weights"})
-
-
-def method_setup(name: str, profile: Mapping[str, Any], method_cfg: Mapping[str, Any] | None,
-                 train_cfg: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """(method, options, train settings) from the registry defaults and the configuration."""
-    method = registry.get(name)
-    per_method = dict(profile.get("methods", {}).get(name, {}))
-    per_method.update(method_cfg or {})
-    train_overrides = per_method.pop("train", {})
-    options = method.options(per_method)
-    base_train = {**profile.get("train", {}), **(train_cfg or {})}
-    settings = train_settings(base_train, method, train_overrides)
-    return method, options, settings
-
-
-def train_settings(train_cfg: Mapping[str, Any], method: Method, overrides: Mapping[str, Any] | None) -> dict:
-    """The run's settings: the profile's ``train`` section; the method's defaults on top for the keys
-    that describe how it trains (not :data:`PROFILE_KEYS`); then the profile's per-method overrides."""
-    merged = dict(train_cfg)
-    merged.update({k: v for k, v in method.defaults.items() if k in train_cfg and k not in PROFILE_KEYS})
-    merged.update(overrides or {})
-    return merged
 
 
 def write_run_info(path: Path, info: Mapping[str, Any]) -> None:

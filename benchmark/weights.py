@@ -15,6 +15,7 @@ import io
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,26 +37,54 @@ def _keys(keys: Sequence[str]) -> str:
 
 
 def strict_load(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path | str) -> None:
-    """``load_state_dict(strict=True)`` (DataParallel's ``module.`` prefix accepted), refusing a mismatch
-    with the missing and unexpected key lists and any shape differences."""
+    """``load_state_dict(strict=True)`` (DataParallel's ``module.`` prefix accepted), checked first: the
+    missing and unexpected keys, any shape difference, a tensor of another kind than the network's (booleans
+    or integers where it has floating-point weights: ``load_state_dict`` would cast them silently, and a
+    network of 0s and 1s restores every image to a flat colour) and NaN or infinite values are refused in
+    one WeightsError line, before the network is touched. Every weights file this suite reads comes
+    through here."""
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path}: not a state dict of tensors")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = model.state_dict()
     missing, unexpected = set(own) - set(state), set(state) - set(own)
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
-              if state[k].shape != own[k].shape]
+    shared = sorted(set(own) & set(state))
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shared if state[k].shape != own[k].shape]
+    kinds = [f"{k} {str(state[k].dtype).removeprefix('torch.')} vs {str(own[k].dtype).removeprefix('torch.')}"
+             for k in shared if _kind(state[k]) != _kind(own[k])]
     if missing or unexpected or shapes:
         parts = [f"{kind} {_keys(keys)}" for kind, keys in (("missing keys", missing), ("unexpected keys", unexpected))
                  if keys]
         if shapes:
             parts.append(f"shape mismatches {shapes[:MAX_KEYS_SHOWN]}")
         raise WeightsError(f"{path}: does not match {type(model).__name__}: " + "; ".join(parts))
+    if kinds:
+        raise UnusableWeights(f"{path}: {len(kinds)} tensors hold another kind of value than the network's weights "
+                              f"(e.g. {', '.join(kinds[:3])}); not weights of this network: give its trained file")
+    bad = [k for k in shared if state[k].is_floating_point() and not bool(torch.isfinite(state[k]).all())]
+    if bad:
+        more = f" and {len(bad) - 1} more tensors" if len(bad) > 1 else ""
+        raise UnusableWeights(f"{path}: weights hold NaN or Inf values ({bad[0]}{more}); the file is unusable: "
+                              "retrain or take another checkpoint")
     model.load_state_dict(state, strict=True)
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    """floating point, complex, bool or integer: what load_state_dict may not turn into one another."""
+    if tensor.is_floating_point():
+        return "float"
+    if tensor.is_complex():
+        return "complex"
+    return "bool" if tensor.dtype == torch.bool else "integer"
 
 
 class UnreadableWeights(WeightsError):
     """A file that is no readable torch file at all (as opposed to weights of another network)."""
+
+
+class UnusableWeights(WeightsError):
+    """Weights of the network's layout whose values cannot be used (NaN, Inf, booleans for floats): no
+    other reading of the file would help."""
 
 
 def torch_file(source: Any, path: Path | str, map_location: Any = "cpu") -> Any:
@@ -84,14 +113,18 @@ def torch_file(source: Any, path: Path | str, map_location: Any = "cpu") -> Any:
 
 
 def _zip_member(path: Path) -> tuple[str, bytes]:
-    """The last-epoch ``models/model-N.pt`` of a zipped DeepDeblur experiment folder."""
+    """The last-epoch ``models/model-N.pt`` of a zipped DeepDeblur experiment folder (its CRC checked)."""
     with zipfile.ZipFile(path) as z:
         found = [(int(m.group(1)), name) for name in z.namelist()
                  if (m := re.search(r"(?:^|/)models/model-(\d+)\.pt$", name))]
         if not found:
             raise WeightsError(f"{path}: a zip without models/model-<epoch>.pt inside")
         name = max(found)[1]
-        return name, z.read(name)
+        try:
+            return name, z.read(name)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+            raise UnreadableWeights(f"{path}: its member {name} cannot be read ({err}); the zip is damaged, "
+                                    "fetch it again") from err
 
 
 def read_state(path: Path, key: str | None = None) -> Mapping[str, torch.Tensor]:
@@ -105,11 +138,13 @@ def read_state(path: Path, key: str | None = None) -> Mapping[str, torch.Tensor]
             return load_file(path)
         except Exception as err:  # noqa: BLE001
             raise WeightsError(f"{path}: not a readable safetensors file ({err})") from err
-    if zipfile.is_zipfile(path) and not _is_torch_zip(path):
-        member, data = _zip_member(path)
-        state = torch_file(io.BytesIO(data), f"{path}:{member}")
-    else:
-        state = torch_file(path, path)
+    try:
+        zipped = zipfile.is_zipfile(path) and not _is_torch_zip(path)
+        if zipped:
+            member, data = _zip_member(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise UnreadableWeights(f"{path}: not a readable zip archive ({err}); it may be cut short") from err
+    state = torch_file(io.BytesIO(data), f"{path}:{member}") if zipped else torch_file(path, path)
     if key is not None and isinstance(state, Mapping) and key in state:
         state = state[key]
     if not isinstance(state, Mapping):
@@ -131,7 +166,6 @@ def load_weights(method: Any, model: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     _load_any(method, model, path)
-    require_finite(model, path)
 
 
 def _load_any(method: Any, model: nn.Module, path: Path) -> None:
@@ -142,7 +176,7 @@ def _load_any(method: Any, model: nn.Module, path: Path) -> None:
         state = read_state(path, key="generator")
         strict_load(model, state, path)
         return
-    except UnreadableWeights:
+    except (UnreadableWeights, UnusableWeights):
         raise
     except WeightsError as err:
         if method.load_official is None:
@@ -153,11 +187,3 @@ def _load_any(method: Any, model: nn.Module, path: Path) -> None:
         method.load_official(model, path)
     except (WeightsError, ValueError, KeyError, RuntimeError) as err:
         raise WeightsError(f"neither our weights ({ours}) nor the official release of {method.name!r} ({err})") from err
-
-
-def require_finite(model: nn.Module, path: Path) -> None:
-    """Weights holding NaN or Inf restore every image to black: refuse them at load."""
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise WeightsError(f"{path}: weights hold NaN or Inf values ({name}); the file is unusable: "
-                               "retrain or take another checkpoint")

@@ -18,6 +18,7 @@ downloads use miniature archives with the real layouts (``tests/miniature.py``) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import hashlib
 import io
@@ -25,10 +26,12 @@ import json
 import pickle
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 import zipfile
 import zlib
@@ -143,7 +146,7 @@ def dead_pid() -> int:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if re.search(r"\.(tmp|extracting)-\d+$|\.tmp$", p.name))
+    return sorted(p.name for p in folder.iterdir() if re.search(r"\.(tmp|extracting|old)-\d+$|\.tmp$", p.name))
 
 
 def tiny_gopro(t: Path) -> Path:
@@ -474,7 +477,7 @@ def _(t):
     return run
 
 
-@probe("filesystem", "train with a full disk at its first checkpoint: exit 1, no checkpoint.pt.tmp")
+@probe("filesystem", "train with a full disk at its first checkpoint: exit 1, no temporary checkpoint left")
 def _(t):
     args = train_args(t, "--stop-after", "1", "--method-config", json.dumps(OPTIONS))
 
@@ -484,7 +487,7 @@ def _(t):
 
     with mock.patch.object(torch, "save", save):
         run = cli(*args)
-    assert not (t / "run" / "checkpoint.pt.tmp").exists() and not (t / "run" / "checkpoint.pt").exists()
+    assert leftovers(t / "run") == [] and not (t / "run" / "checkpoint.pt").exists()
     return run
 
 
@@ -704,17 +707,11 @@ def _(t):
 
 
 def schema_check(config: dict) -> Callable[[], None]:
+    """What the workflow runs on a profile before any job (rules/common.smk): benchmark.config.check_profile."""
     def check():
-        from snakemake.exceptions import WorkflowError
-        from snakemake.utils import validate
+        from benchmark.config import check_profile
 
-        try:
-            validate(config, str(REPO / "config" / "schema.yaml"), set_default=False)
-        except WorkflowError as err:
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            what = next((line for line in lines if line.startswith("ValidationError")), lines[0])
-            where = next((line for line in lines if line.startswith("On instance")), "")
-            raise ValueError(f"{what} ({where.rstrip(':')})") from err
+        check_profile(config)
     return check
 
 
@@ -731,19 +728,17 @@ def smoke_with(path: tuple[str, ...], value) -> dict:
 def _(t):
     config = smoke_with(("train", "epochs_constant"), 0)
     config["train"]["epochs_decay"] = 0
-    return call("validate(profile, config/schema.yaml): train.epochs_constant = train.epochs_decay = 0",
-                schema_check(config))
+    return call("check_profile(profile): train.epochs_constant = train.epochs_decay = 0", schema_check(config))
 
 
 @probe("config", 'profile with timing.width "wide" (schema)')
 def _(t):
-    return call('validate(profile, config/schema.yaml): timing.width = "wide"',
-                schema_check(smoke_with(("timing", "width"), "wide")))
+    return call('check_profile(profile): timing.width = "wide"', schema_check(smoke_with(("timing", "width"), "wide")))
 
 
 @probe("config", "profile with an unknown key (schema)")
 def _(t):
-    return call("validate(profile, config/schema.yaml): train.learning_rate = 0.1",
+    return call("check_profile(profile): train.learning_rate = 0.1",
                 schema_check(smoke_with(("train", "learning_rate"), 0.1)))
 
 
@@ -751,7 +746,7 @@ def _(t):
 def _(t):
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     config["data"]["gopro"]["unpack_limit"] = 0.5
-    return call("validate(paper profile, config/schema.yaml): data.gopro.unpack_limit = 0.5", schema_check(config))
+    return call("check_profile(paper profile): data.gopro.unpack_limit = 0.5", schema_check(config))
 
 
 @probe("config", 'time --config with timing.width "wide" (no schema on this path)')
@@ -950,7 +945,8 @@ def _(t, server):
 def _(t, server):
     good = zip_bytes({"BlurryImages/Blurry1_1.png": png(0)})
     server.files["/k/BlurryImages.zip"] = good[:-10] + b"corrupted!"
-    with mock.patch.object(fetch_module, "KOHLER_MD5", {"BlurryImages.zip": hashlib.md5(good).hexdigest()}):
+    with mock.patch.object(fetch_module, "KOHLER_MD5", {"BlurryImages.zip": hashlib.md5(good).hexdigest()}), \
+            mock.patch.object(fetch_module, "KOHLER_BASE", server.url + "/official/"):
         run = cli("fetch", "kohler", "--root", t / "k", "--mirror", server.url + "/k", "--retries", "0", "--quiet")
     assert [p for p in (t / "k").rglob("*") if p.is_file()] == []
     return run
@@ -973,6 +969,475 @@ def _(t, server):
               "--backoff", "0.01", "--quiet")
     assert any(r for _, r in server.requests)
     return run
+
+
+# -- issue 20: second pass ------------------------------------------------------------------------
+# One section per class of the issue; each probe is a case of its class, not only the issue's example.
+def photo(t: Path) -> Path:
+    return image(t / "photo.png", (48, 40))
+
+
+def gopro_of(t: Path, pairs: int) -> tuple[Path, Path]:
+    """A tiny GOPRO tree with ``pairs`` training pairs and its crop cache."""
+    from benchmark.data import build_crop_cache, gopro_pairs
+    from benchmark.synthetic import synthesise_gopro
+
+    synthesise_gopro(t / "gopro", seed=7, train_pairs=pairs, test_pairs=2, size=48, n_subframes=3)
+    build_crop_cache(gopro_pairs(t / "gopro", "train"), t / "cache")
+    return t / "gopro", t / "cache"
+
+
+def killed(t: Path, code: str, appears: Callable[[], bool]) -> None:
+    """Run ``code`` in a child Python and SIGKILL it once ``appears()`` holds: a run killed outright, which
+    cannot clean up after itself."""
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=t, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):
+            if appears() or child.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert appears(), "the child ended, or took 60 s, before it could be killed mid-run"
+    finally:
+        child.kill()
+        child.wait()
+
+
+# 1. method options, range-checked through one path (benchmark.config), whatever the method
+@probe("options", 'wiener --options {"balance": NaN} (every pixel was 0, exit 0)')
+def _(t):
+    run = cli("deblur", photo(t), "--method", "wiener", "--options", '{"balance": NaN}')
+    assert not (t / "photo_deblurred.png").exists()
+    return run
+
+
+@probe("options", 'richardson-lucy --options {"rl_iterations": 0} (one grey value, exit 0)')
+def _(t):
+    return cli("deblur", photo(t), "--method", "richardson-lucy", "--options", '{"rl_iterations": 0}')
+
+
+@probe("options", 'pan --options {"lambda_grad": -1} (a loop that never ended)')
+def _(t):
+    return cli("deblur", photo(t), "--method", "pan", "--options", '{"lambda_grad": -1}')
+
+
+@probe("options", 'pan --options {"kernel_size": [9]} (a traceback)')
+def _(t):
+    return cli("deblur", photo(t), "--method", "pan", "--options", '{"kernel_size": [9]}')
+
+
+@probe("options", 'pan --options {"kernel_size": 8} (a kernel side must be odd)')
+def _(t):
+    return cli("deblur", photo(t), "--method", "pan", "--options", '{"kernel_size": 8}')
+
+
+@probe("options", 'msr2b --options {"k": 2.0} and {"w0": "t2"} (not a whole number, not a choice)')
+def _(t):
+    path = weights(t / "w")
+    run = cli("deblur", photo(t), "--weights", path, "--options", '{"k": 2.0}')
+    assert cli("deblur", photo(t), "--weights", path, "--options", '{"w0": "t2"}').code == 2
+    return run
+
+
+@probe("options", 'nafnet --options {"enc_blk_nums": [1, -1], ...} (an element out of range)')
+def _(t):
+    options = '{"width": 8, "enc_blk_nums": [1, -1], "dec_blk_nums": [1, 1]}'
+    return cli("time", "--method", "nafnet", "--options", options, "--width", "16", "--height", "16", "--runs", "10",
+               "--warmup", "0", "--device", "cpu", "--out", t / "t.json")
+
+
+# 2. training settings: --train, --method-config, a method's train overrides and the profile, merged, checked
+@probe("settings", 'train --train {"checkpoint_every": 0} (a ZeroDivisionError traceback)')
+def _(t):
+    return cli(*train_args(t, "--train", '{"checkpoint_every": 0}'))
+
+
+@probe("settings", 'train --method-config {"train": {"n_critic": 0}} (trained something else, exit 0)')
+def _(t):
+    return cli(*train_args(t, "--method-config", json.dumps({**OPTIONS, "train": {"n_critic": 0}})))
+
+
+@probe("settings", "a profile whose methods.msr2b.train sets content_weight -100 (trained something else)")
+def _(t):
+    config = smoke_with(("methods", "msr2b"), {"train": {"content_weight": -100}})
+    (t / "p.yaml").write_text(yaml.safe_dump(config))
+    args = train_args(t)
+    args[args.index("--config") + 1] = t / "p.yaml"
+    return cli(*args)
+
+
+@probe("settings", 'train --train {"lr_final": -1, "log_every": 0, "val_every": 0} (three problems, one line)')
+def _(t):
+    return cli(*train_args(t, "--train", '{"lr_final": -1, "log_every": 0, "val_every": 0}'))
+
+
+@probe("settings", "a loss that becomes non-finite (content_weight 1e308): one line, not a FloatingPointError")
+def _(t):
+    return cli(*train_args(t, "--method-config", json.dumps(OPTIONS), "--train",
+                           '{"content_weight": 1e308, "log_every": 1}'))
+
+
+# 3. the schema is strict: an integer is not 2.0, a number is finite
+@probe("schema", "profile with seeds [0, 2.0] (scheduled a run msr2b-s2.0 that raised TypeError)")
+def _(t):
+    return call("check_profile(profile): seeds = [0, 2.0]", schema_check(smoke_with(("seeds",), [0, 2.0])))
+
+
+@probe("schema", "profile with train.lr_final NaN (passed minimum: 0)")
+def _(t):
+    return call("check_profile(profile): train.lr_final = nan",
+                schema_check(smoke_with(("train", "lr_final"), float("nan"))))
+
+
+@probe("schema", "paper profile with data.gopro.unpack_limit .inf")
+def _(t):
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    config["data"]["gopro"]["unpack_limit"] = float("inf")
+    return call("check_profile(paper profile): data.gopro.unpack_limit = inf", schema_check(config))
+
+
+@probe("schema", "profile with report.bootstrap 1000.0 (a TypeError in the tables job)")
+def _(t):
+    return call("check_profile(profile): report.bootstrap = 1000.0",
+                schema_check(smoke_with(("report", "bootstrap"), 1000.0)))
+
+
+@probe("schema", "profile with methods.wiener.balance -1 (option limits checked before any job)")
+def _(t):
+    return call("check_profile(profile): methods.wiener.balance = -1",
+                schema_check(smoke_with(("methods", "wiener", "balance"), -1)))
+
+
+# 4. downloads distrust their server
+@probe("download", "a resume answered with 206 and the whole file: starts over, the genuine archive locked", "ok")
+@served
+def _(t, server):
+    genuine = gopro_zip()
+    server.files["/G.zip"] = genuine
+    server.truncate_once.add("/G.zip")
+    server.lies["/G.zip"] = "whole-206"
+    run = cli("fetch", "gopro", "--root", t / "g", "--mirror", server.url + "/G.zip", "--retries", "2",
+              "--backoff", "0.01", "--quiet")
+    assert json.loads((t / "g" / LOCK_FILE).read_text())["GOPRO_Large.zip"] == hashlib.sha256(genuine).hexdigest()
+    return run
+
+
+@probe("download", "a server without Content-Length that never stops: cut at --max-size, nothing kept")
+@served
+def _(t, server):
+    server.files["/G.zip"] = b"x"
+    server.lies["/G.zip"] = "no-length"
+    with mock.patch.object(fetch_module, "GOPRO_URL", server.url + "/official/GOPRO_Large.zip"):
+        run = cli("fetch", "gopro", "--root", t / "g", "--mirror", server.url + "/G.zip", "--max-size", "2M",
+                  "--retries", "0", "--quiet")
+    assert not list((t / "g" / "downloads").glob("*")) if (t / "g" / "downloads").exists() else True
+    return run
+
+
+@probe("download", "one byte every 0.5 s: given up at --max-time 2, all retries together")
+@served
+def _(t, server):
+    server.files["/G.zip"] = gopro_zip()
+    server.lies["/G.zip"] = "drip"
+    with mock.patch.object(fetch_module, "GOPRO_URL", server.url + "/official/GOPRO_Large.zip"):
+        return cli("fetch", "gopro", "--root", t / "g", "--mirror", server.url + "/G.zip", "--max-time", "2",
+                   "--retries", "3", "--backoff", "0.01", "--quiet")
+
+
+@probe("download", "a status line that is not HTTP: the next mirror is tried", "ok")
+@served
+def _(t, server):
+    server.lies["/ssh"] = "not-http"
+    server.files["/G.zip"] = gopro_zip()
+    run = cli("fetch", "gopro", "--root", t / "g", "--mirror", server.url + "/ssh", "--mirror", server.url + "/G.zip",
+              "--retries", "0", "--quiet")
+    assert (t / "g" / LOCK_FILE).exists()
+    return run
+
+
+@probe("download", "fetch weights when every source fails: one line saying why each did")
+@served
+def _(t, server):
+    from benchmark import releases
+
+    server.lies["/ssh"] = "not-http"
+    offline = dataclasses.replace(releases.RELEASES["nafnet-32"], urls=(server.url + "/drive/gone",))
+    with mock.patch.dict(releases.RELEASES, {"nafnet-32": offline}):
+        run = cli("fetch", "weights", "nafnet-32", "--root", t / "w", "--mirror", server.url + "/ssh", "--retries",
+                  "0", "--quiet")
+    assert "/ssh: not an HTTP answer" in run.err and "/drive/gone: HTTP 404" in run.err
+    return run
+
+
+# 5. weights and images checked before use
+@probe("weights", "a safetensors file of booleans (restored an all-white image, exit 0)")
+def _(t):
+    from safetensors.torch import save_file
+
+    state = torch.load(weights(t / "w"), weights_only=True)
+    save_file({k: v > 0 for k, v in state.items()}, str(t / "bools.safetensors"))
+    run = cli("deblur", photo(t), "--method", "msr2b", "--options", json.dumps(OPTIONS), "--weights",
+              t / "bools.safetensors")
+    assert not (t / "photo_deblurred.png").exists()
+    return run
+
+
+@probe("weights", "fetch weights --archive of an all-NaN file (was cached, its hash locked)")
+def _(t):
+    from benchmark import releases
+
+    small = {"width": 8, "enc_blk_nums": [1], "middle_blk_num": 1, "dec_blk_nums": [1]}
+    method = registry.get("nafnet")
+    state = method.build(method.options(small)).state_dict()
+    torch.save({"params": {k: torch.full_like(v, float("nan")) for k, v in state.items()}}, t / "nan.pth")
+    rel = dataclasses.replace(releases.RELEASES["nafnet-32"], options=small)
+    with mock.patch.dict(releases.RELEASES, {"nafnet-32": rel}):
+        run = cli("fetch", "weights", "nafnet-32", "--root", t / "w", "--archive", t / "nan.pth", "--quiet")
+    assert not (t / "w" / "checksums.lock.json").exists() and not (t / "w" / "nafnet-32.safetensors").exists()
+    return run
+
+
+@probe("weights", "a DeepDeblur release zip with a bad CRC (a BadZipFile traceback)")
+def _(t):
+    small = {"features": 4, "blocks": 1}
+    method = registry.get("deepdeblur")
+    buf = io.BytesIO()
+    torch.save({"G": method.build(method.options(small)).state_dict()}, buf)
+    with zipfile.ZipFile(t / "GOPRO_L1.zip", "w", zipfile.ZIP_STORED) as z:
+        z.writestr("GOPRO_L1/models/model-1.pt", buf.getvalue())
+    data = bytearray((t / "GOPRO_L1.zip").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (t / "GOPRO_L1.zip").write_bytes(bytes(data))
+    return cli("deblur", photo(t), "--method", "deepdeblur", "--options", json.dumps(small), "--weights",
+               t / "GOPRO_L1.zip")
+
+
+@probe("image", "a float TIFF in [0, 1] (mode F; was black): read as the intensities it means", "ok")
+def _(t):
+    Image.fromarray(np.full((10, 12), 0.5, np.float32)).save(t / "f.tif")
+    run = cli("deblur", t / "f.tif", "--method", "blurred")
+    assert np.array(Image.open(t / "f_deblurred.png")).mean() == 128 and "[0, 1]" in run.out
+    return run
+
+
+@probe("image", "a 32-bit integer TIFF beyond the 16-bit range (mode I; was white)")
+def _(t):
+    Image.fromarray(np.full((10, 12), 70000, np.int32)).save(t / "i.tif")
+    return cli("deblur", t / "i.tif", "--method", "blurred")
+
+
+@probe("image", "a 16-bit-per-channel RGB PNG: scaled to 8 bits, said so", "ok")
+def _(t):
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = b"".join(b"\0" + np.full((12, 3), 32896, ">u2").tobytes() for _ in range(10))
+    (t / "deep.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 12, 10, 16, 2, 0, 0, 0))
+                                 + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    run = cli("deblur", t / "deep.png", "--method", "blurred")
+    assert np.array(Image.open(t / "deep_deblurred.png")).mean() == 128 and "16 bits per channel" in run.out
+    return run
+
+
+# 6. a run's identity
+@probe("run identity", "changed pixels of a training pair other than the first, middle and last: not resumed",
+       "ok")
+def _(t):
+    data, cache = gopro_of(t, 4)
+    args = ["train", "--method", "msr2b", "--method-config", json.dumps(OPTIONS), "--data", data, "--cache", cache,
+            "--out", t / "run", "--config", SMOKE, "--quiet", "--device", "cpu", "--validation-images", "0"]
+    assert cli(*args, "--stop-after", "1").code == 0
+    pairs = np.load(cache / "pairs.npy", mmap_mode="r+")
+    pairs[1, 0, 0, 0, 0] ^= 1
+    pairs.flush()
+    del pairs
+    run = cli(*args, "--resume", "--stop-after", "1")
+    assert "restarting from scratch" in run.out and "data.pixels" in run.out
+    return run
+
+
+@probe("run identity", "a lengthened schedule without --extend onto a finished run: model.pt kept")
+def _(t):
+    args = train_args(t, "--method-config", json.dumps(OPTIONS), "--resume")
+    assert cli(*args).code == 0
+    before = (t / "run" / "model.pt").read_bytes()
+    (t / "run" / "model.pt").unlink()  # as the workflow leaves a finished run: its checkpoint alone
+    run = cli(*args, "--train", '{"epochs_constant": 2}')
+    assert (t / "run" / "checkpoint.pt").exists() and before
+    return run
+
+
+@probe("run identity", "train --out onto a finished run with other settings, without --force: kept")
+def _(t):
+    args = train_args(t, "--method-config", json.dumps(OPTIONS))
+    assert cli(*args).code == 0
+    before = (t / "run" / "model.pt").read_bytes()
+    run = cli(*args, "--train", '{"lr": 0.001}')
+    assert (t / "run" / "model.pt").read_bytes() == before
+    return run
+
+
+# 7. no silent half-work, no leftovers
+@probe("half-work", "the output folder deleted while deblur works through a folder (exited 0 with 3 of 6)")
+def _(t):
+    from benchmark import data as data_module
+
+    (t / "album").mkdir()
+    for i in range(6):
+        image(t / "album" / f"{i}.png", seed=i)
+    write, count = data_module.write_image, []
+
+    def write_then_delete(path, array):
+        write(path, array)
+        count.append(path)
+        if len(count) == 3:
+            shutil.rmtree(Path(path).parent)  # another process, or a hurried user
+
+    with mock.patch.object(data_module, "write_image", write_then_delete):
+        return cli("deblur", t / "album", "--method", "blurred")
+
+
+@probe("half-work", "restore's staging folder removed by another process midway: nothing half-written")
+def _(t):
+    from benchmark import data as data_module
+
+    data = tiny_gopro(t)
+    write, count = data_module.write_image, []
+
+    def write_then_remove(path, array):
+        write(path, array)
+        count.append(path)
+        if len(count) == 1:
+            shutil.rmtree(next(p for p in t.iterdir() if p.name.startswith(".r.tmp-")))
+
+    with mock.patch.object(data_module, "write_image", write_then_remove):
+        run = cli("restore", "--method", "blurred", "--gopro", data, "--out", t / "r", "--quiet")
+    assert not (t / "r").exists() and leftovers(t) == []
+    return run
+
+
+@probe("half-work", "a cache build killed outright (SIGKILL): the next build sweeps its temporary folder", "ok")
+def _(t):
+    data = tiny_gopro(t)
+    code = ("import time\nimport benchmark.data as d\nread = d.read_image\n"
+            "d.read_image = lambda *a, **k: (time.sleep(0.5), read(*a, **k))[1]\n"
+            f"from benchmark.cli import main\nmain(['cache', '--data', {str(data)!r}, '--out', 'cache'])\n")
+    killed(t, code, lambda: any(p.name.startswith(".cache") for p in t.iterdir()))
+    run = cli("cache", "--data", data, "--out", t / "cache")
+    assert [p.name for p in t.iterdir() if p.name.startswith(".cache")] == [] and (t / "cache").is_dir()
+    return run
+
+
+@probe("half-work", "a deblur killed outright while writing: the next run sweeps its temporary file", "ok")
+def _(t):
+    (t / "album").mkdir()
+    for i in range(3):
+        image(t / "album" / f"{i}.png", seed=i)
+    code = ("import time\nfrom PIL import Image\n"
+            "def save(self, fp, *a, **k):\n    fp.write(b'half an image')\n    fp.flush()\n    time.sleep(60)\n"
+            "Image.Image.save = save\n"
+            "from benchmark.cli import main\nmain(['deblur', 'album', '--method', 'blurred'])\n")
+    out = t / "album_deblurred"
+    killed(t, code, lambda: out.is_dir() and any(p.name.startswith(".") for p in out.iterdir()))
+    run = cli("deblur", t / "album", "--method", "blurred")
+    assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png", "2.png"]
+    return run
+
+
+@probe("half-work", "a truncated checkpoint.pt: set aside in one line, training starts afresh", "ok")
+def _(t):
+    args = train_args(t, "--method-config", json.dumps(OPTIONS))
+    assert cli(*args, "--stop-after", "1").code == 0
+    checkpoint = t / "run" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:500])
+    run = cli(*args, "--resume", "--stop-after", "1")
+    assert "cannot be read" in run.out and (t / "run" / "checkpoint.pt.unreadable").stat().st_size == 500
+    return run
+
+
+# 8. messages that name the right thing
+@probe("messages", "a full disk while the crop cache is written (no file name from the system): names the cache")
+def _(t):
+    data = tiny_gopro(t)
+
+    def full(self, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with mock.patch.object(Path, "write_text", full):
+        run = cli("cache", "--data", data, "--out", t / "cache")
+    assert f"{t / 'cache'}: No space left on device: the disk holding {t} is full" in run.err
+    return run
+
+
+@probe("messages", "EINVAL with no file name while time writes its JSON (was 'error: : Invalid argument')")
+def _(t):
+    def invalid(self, *a, **k):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    with mock.patch.object(Path, "write_text", invalid):
+        run = cli("time", "--method", "blurred", "--runs", "10", "--warmup", "0", "--width", "16", "--height", "16",
+                  "--out", t / "t.json")
+    assert "error: :" not in run.err and f"{t / 't.json'}: Invalid argument" in run.err
+    return run
+
+
+@probe("messages", "the run folder removed by another process at a checkpoint: says so, not 'free space'")
+def _(t):
+    args = train_args(t, "--method-config", json.dumps(OPTIONS), "--stop-after", "1")
+
+    def save(obj, f, *a, **k):
+        shutil.rmtree(Path(f).parent)
+        raise RuntimeError(f"Parent directory {Path(f).parent} does not exist.")
+
+    with mock.patch.object(torch, "save", save):
+        run = cli(*args)
+    assert "was removed while this command ran" in run.err and "free space" not in run.err
+    return run
+
+
+# 9. CSV cells that a spreadsheet would run as formulas
+@probe("csv", "score --method '=HYPERLINK(...)' of a sequence folder named '@SUM(A1)': text cells", "ok")
+def _(t):
+    from benchmark.data import gopro_pairs, read_image, write_image
+
+    data = tiny_gopro(t)
+    (data / "test" / "SYN_coffee").rename(data / "test" / "@SUM(A1)")
+    for p in gopro_pairs(data, "test"):
+        write_image(t / "restored" / "gopro" / p.seq / p.blurred.name, read_image(p.blurred))
+    run = cli("score", "--gopro", data, "--restored", t / "restored", "--method", '=HYPERLINK("http://x")', "--out",
+              t / "s", "--quiet")
+    rows = (t / "s" / "gopro.csv").read_text().splitlines()[1:]
+    assert rows and all(r.startswith("\"'=HYPERLINK(\"\"http://x\"\")\"") for r in rows)
+    assert any(",'@SUM(A1)/" in r for r in rows) and all(r.split(",")[-1][0].isdigit() for r in rows)
+    return run
+
+
+# 10. the workflow's own checks
+@probe("workflow", "fig5.method: pan (scheduled trainings of a classical method)")
+def _(t):
+    return call("check_profile(profile): fig5.method = pan", schema_check(smoke_with(("fig5", "method"), "pan")))
+
+
+@probe("workflow", "fig5.method of no registered method (a Snakemake-formatted KeyError)")
+def _(t):
+    return call("check_profile(profile): fig5.method = msr3b", schema_check(smoke_with(("fig5", "method"), "msr3b")))
+
+
+@probe("workflow", "data.source real without data.gopro (a Snakemake-formatted KeyError: 'gopro')")
+def _(t):
+    return call("check_profile(profile): data.source = real", schema_check(smoke_with(("data", "source"), "real")))
+
+
+@probe("workflow", "a typo in --config: a few lines naming the key and the valid ones (was 766 lines)")
+def _(t):
+    def parse():
+        out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(t),
+                              "-n", "--config", "trian={lr: 1}"], capture_output=True, text=True, timeout=100)
+        lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+        assert out.returncode != 0 and len(lines) <= 8, f"{len(lines)} lines"
+        raise ValueError(next(line for line in lines if "trian" in line))
+
+    return call("snakemake -n --config 'trian={lr: 1}'", parse)
 
 
 # -- running and reporting ------------------------------------------------------------------------
@@ -1006,6 +1471,17 @@ def clean(text: str, tmp: Path) -> str:
     return text
 
 
+PROBE_LIMIT = 120  # seconds: a probe still running then is a hang (pan's half-quadratic loop never ended)
+
+
+class Hang(BaseException):
+    """Raised into a probe that ran past PROBE_LIMIT (a BaseException: cli() and call() let it through)."""
+
+
+def _hang(signum, frame):
+    raise Hang
+
+
 def run_all(only: str | None = None) -> tuple[list[tuple[Probe, Run, str, bool]], bool]:
     results, ok = [], True
     torch.set_num_threads(1)
@@ -1016,13 +1492,20 @@ def run_all(only: str | None = None) -> tuple[list[tuple[Probe, Run, str, bool]]
             tmp = Path(scratch) / f"p{index:03d}"
             tmp.mkdir()
             failure = None
+            signal.signal(signal.SIGALRM, _hang)
+            signal.alarm(PROBE_LIMIT)
             try:
                 run = p.fn(tmp)
+            except Hang:
+                run = Run("(no answer)", None, "")
+                failure = f"no answer within {PROBE_LIMIT} s (a hang)"
             except AssertionError as err:
                 run = Run("(see probe)", None, "")
                 failure = f"check failed: {traceback.extract_tb(err.__traceback__)[-1].line}"
             except Exception:  # noqa: BLE001
                 run = Run("(probe crashed)", None, "", traceback.format_exc())
+            finally:
+                signal.alarm(0)
             text, passed = outcome(p, run, failure)
             ok &= passed
             run.command, run.err, run.out = clean(run.command, tmp), clean(run.err, tmp), clean(run.out, tmp)
@@ -1075,6 +1558,18 @@ options, `--out` equal to an input, `--runs 0`, a thin bomb), 5 messages of seve
 failed checks (inputs or earlier outputs lost, a checksum lock poisoned, `downloads/` replaced,
 temporary folders left).
 
+Issue 20 (a second, independent campaign) added the 44 probes from "options" on, a case of each of its
+ten classes of defect and more: against main 46e65d2 (the same script, with the profile probes run through
+that commit's workflow checks), 40 of them FAIL: 9 tracebacks (ZeroDivisionError, FloatingPointError,
+TypeError, BadZipFile, KeyError), 18 silent exit 0 (NaN and out-of-range options and settings, 2.0 taken
+for an integer, a classical method swept in Fig. 5, boolean weights, float and 32-bit images, a run without
+some of its outputs), 1 hang (pan's loop with a negative weight, stopped by the probe's 120 s limit), and 12
+failed checks (a spliced download's hash locked, a mirror's bad status line not moving on, a finished
+model.pt replaced, temporaries of killed runs left, messages naming no file or the wrong cause, formulas in
+CSV cells, 764 lines for a typo). Of the other four, main already refused two, and two use options main
+lacks (`--max-size`, `--max-time`: its fetch could not be bounded at all). A probe still running after 120 s
+counts as a hang.
+
 Choices where issue 10 left room:
 
 - `deblurbench deblur FOLDER` names each output `<stem>.png`; when two inputs share a stem
@@ -1087,6 +1582,25 @@ Choices where issue 10 left room:
 - Archives may hold only the dataset's top-level folders (GOPRO: `GOPRO_Large/`, or `train/` and
   `test/`; Köhler: `BlurryImages/`, `Image1/`...`Image4/`): any other member is refused, not
   skipped, so a repacked archive is noticed.
+
+Choices where issue 20 left room:
+
+- Limits are declared per option in each method's `baselines/` file as JSON-Schema keywords and checked
+  with the profile's schema by one strict validator (`benchmark/config.py`); an option that is a training
+  setting takes the schema's `train` entry. Upper bounds only where a value has no meaning beyond them
+  (dropout < 1, Pan's exponent <= 2); a large iteration count is the user's choice, not an error.
+- Downloads: a resumed request re-reads its last 4 KiB to check that the server continues the same file;
+  a download is capped at `--max-size` (default: `unpack_limit` x the expected dataset, 1 GiB for VGG19,
+  4 GiB for weights) and `--max-time` per source (24 h), and an attempt receiving less than 120 KiB in
+  120 s is retried. Google Drive's confirmation page is followed by the same routine.
+- A finished run (`model.pt`) is replaced only by the same run (its run hash), by `--resume --extend`, or
+  with `train --force`; a checkpoint of a shorter schedule is refused without `--extend` (the workflow,
+  which removes `model.pt` before a rerun, stops with that line); an unreadable checkpoint is set aside as
+  `checkpoint.pt.unreadable`, and training starts afresh.
+- 32-bit integer images are read as 16-bit when their values fit (TIFF and PGM store 16-bit data so),
+  floating-point ones when they lie in [0, 1]; anything else is refused rather than guessed.
+- CSV cells: a text cell starting with `=`, `+`, `-`, `@`, tab or CR gets a leading apostrophe (numbers,
+  negative ones too, stay numbers); rows end in CRLF so a CR inside a cell is quoted.
 """
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import pandas as pd
 import yaml
 
 from benchmark import registry
+from benchmark.files import read_csv
 from reports.numbers import base_decimals, column_decimals, interval, number, short_name
 from reports.tables import HEADLINE_SSIM, INPUT, KOHLER_SSIM, PAPER_ITERATIONS, paper_numbers
 
@@ -271,7 +271,7 @@ def _iterations(value: Any) -> str:
 def _records(path: Path) -> list[dict[str, Any]]:
     if not path.exists() or path.stat().st_size == 0:
         return []
-    frame = pd.read_csv(path)
+    frame = read_csv(path)
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 

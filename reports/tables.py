@@ -20,6 +20,7 @@ import yaml
 
 from benchmark import registry, runs
 from benchmark.evaluate import generalisation_sets, read_set_scores
+from benchmark.files import write_csv
 
 HEADLINE_SSIM = "ssim_matlab"
 KOHLER_SSIM = "ssim_metrix"  # Table 2's Köhler SSIM: metrix_mux 'SSIM'; 'MSSIM' is in the metric protocol table
@@ -452,5 +453,5 @@ def write_tables(results: Path, config: Path, out: Path) -> None:
     }
     for name, frame in products.items():
         tmp = out / f".{name}.tmp"
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        write_csv(frame, tmp, float_format="%.6g")  # names are text to a spreadsheet, never formulas
         tmp.replace(out / name)

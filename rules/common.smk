@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
 
 from benchmark import devices, evaluate, registry, runs
+from benchmark.config import ConfigError, check_profile
 from benchmark import releases as _releases
 
 
@@ -65,12 +65,11 @@ def load_config(cli_config):
     for optional in ("hide", "realblur"):  # `data={hide: null}` switches a generalisation set off
         if isinstance(merged.get("data"), dict) and optional in merged["data"] and merged["data"][optional] is None:
             del merged["data"][optional]
-    validate(merged, str(Path(workflow.basedir) / "config" / "schema.yaml"))
-    unknown = sorted(set(merged["methods"]) - {m.name for m in registry.available()})
-    if unknown:
-        raise WorkflowError(f"config key methods: {', '.join(unknown)} is not a registered method "
-                            f"(see `deblurbench methods`)")
-    return merged
+    try:  # the one validation path (benchmark/config.py): schema, registry, options and training settings
+        return check_profile(merged)
+    except ConfigError as err:
+        raise WorkflowError(f"profile {name!r} (config/{name}.yaml and --config): {len(err.problems)} "
+                            f"problem{'s' if len(err.problems) > 1 else ''}\n{err.report()}") from None
 
 
 CFG = load_config(config)

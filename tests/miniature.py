@@ -86,12 +86,24 @@ def kohler_archives(*, size: int = 48, seed: int = 12) -> dict[str, bytes]:
 
 
 class Server:
-    """Serves ``files`` (path -> bytes); honours ``Range: bytes=N-``; can cut the first response short."""
+    """Serves ``files`` (path -> bytes); honours ``Range: bytes=N-``; can cut the first response short.
+
+    ``lies`` (path -> how) makes it a server not to trust: ``"whole-206"`` answers a range request with 206
+    and the whole file (no Content-Range); ``"shifted-206"`` answers it with a Content-Range claiming the
+    range asked for but the bytes from the file's start; ``"wrong-range"`` names another range;
+    ``"no-length"`` sends 200 without Content-Length and never stops; ``"drip"`` sends one byte every
+    ``drip_seconds``; ``"html"`` serves the file as a web page (``text/html``); ``"not-http"`` answers with
+    a line that is not an HTTP status line; ``"drive"`` answers like Google Drive for a large file: an HTML
+    page whose download form leads to ``path + "/confirmed"``.
+    """
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.truncate_once: set[str] = set()
+        self.lies: dict[str, str] = {}
+        self.drip_seconds = 0.5
         self.requests: list[tuple[str, str | None]] = []
+        self.closed = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -100,25 +112,85 @@ class Server:
 
             def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
-                data = server.files.get(self.path)
+                path = self.path.partition("?")[0]
+                lie = server.lies.get(path.removesuffix("/confirmed"))
+                if lie == "not-http":
+                    self.wfile.write(b"SSH-2.0-OpenSSH_9.2 not a web server\r\n\r\n")
+                    return
+                if lie == "drive":
+                    if not path.endswith("/confirmed"):
+                        return self._drive_page(path)
+                    path = path.removesuffix("/confirmed")
+                data = server.files.get(path)
                 if data is None:
                     self.send_error(404)
                     return
                 start = int(self.headers["Range"].split("=")[1].rstrip("-")) if self.headers.get("Range") else 0
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
+                if lie == "no-length":
+                    return self._endless()
+                if lie == "drip":
+                    return self._drip(data)
                 body = data[start:]
-                if self.path in server.truncate_once:
-                    server.truncate_once.discard(self.path)
+                self.send_response(206 if start else 200)
+                if lie == "html":
+                    self.send_header("Content-Type", "text/html")
+                if start and lie == "whole-206":
+                    body = data
+                elif start and lie == "shifted-206":
+                    body = data[: len(data) - start]
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                elif start and lie == "wrong-range":
+                    body = data
+                    self.send_header("Content-Range", f"bytes 0-{len(data) - 1}/{len(data)}")
+                elif start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if path in server.truncate_once:
+                    server.truncate_once.discard(path)
                     body = body[: len(body) // 2]  # then the connection closes: a truncated download
                 self.wfile.write(body)
+
+            def _drive_page(self, path):
+                page = (f'<html><head><title>Google Drive - Virus scan warning</title></head><body>'
+                        f'<form id="download-form" action="{path}/confirmed" method="get">'
+                        f'<input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" '
+                        f'value="1234"></form></body></html>').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def _endless(self):
+                self.send_response(200)
+                self.end_headers()
+                chunk = b"\0" * 65536
+                try:
+                    while not server.closed.is_set():
+                        self.wfile.write(chunk)
+                except OSError:  # the client gave up
+                    pass
+
+            def _drip(self, data):
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for byte in data:
+                        if server.closed.wait(server.drip_seconds):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except OSError:
+                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -339,3 +340,54 @@ def test_cache_refuses_pairs_of_different_sizes(tmp_path):
     with pytest.raises(ValueError, match=r"S/000001\.png"):
         build_crop_cache(gopro_pairs(tmp_path, "train"), tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+# -- every mode Pillow opens, read as the intensities it means (issue 20) --------------------------------
+def _png16(path: Path, colour_type: int, values: np.ndarray) -> Path:
+    """A 16-bit PNG written by hand (Pillow writes none with colour): colour type 0 gray, 2 RGB, 4 gray+alpha."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    height, width = values.shape[:2]
+    rows = b"".join(b"\0" + values[y].astype(">u2").tobytes() for y in range(height))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type,
+                                                                          0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize(("name", "make", "grey", "note"), [
+    ("f.tif", lambda p: Image.fromarray(np.full((4, 5), 0.5, np.float32)).save(p), 128, "floating-point"),
+    ("i.tif", lambda p: Image.fromarray(np.full((4, 5), 32896, np.int32)).save(p), 128, "16-bit grayscale (I)"),
+    ("g16.png", lambda p: _png16(p, 0, np.full((4, 5), 32896)), 128, "16-bit grayscale (I;16)"),
+    ("rgb16.png", lambda p: _png16(p, 2, np.full((4, 5, 3), 32896)), 128, "16 bits per channel"),
+    ("la16.png", lambda p: _png16(p, 4, np.full((4, 5, 2), 65535)), 255, "dropped alpha"),
+    ("one.png", lambda p: Image.new("1", (5, 4), 1).save(p), 255, "grayscale"),
+    ("lab.tif", lambda p: Image.merge("LAB", [Image.new("L", (5, 4), v) for v in (255, 128, 128)]).save(p), 254,
+     "LAB"),
+    ("ycc.tif", lambda p: Image.new("YCbCr", (5, 4), (128, 128, 128)).save(p), 128, "YCbCr"),
+    ("cmyk.tif", lambda p: Image.new("CMYK", (5, 4), (0, 0, 0, 127)).save(p), 128, "CMYK"),
+    ("pa.tif", lambda p: Image.new("PA", (5, 4)).save(p), 0, "palette"),
+])
+def test_every_mode_is_read_as_the_intensities_it_means(tmp_path, name, make, grey, note):
+    """Defects: a float image in [0, 1] came out black, 32-bit integers white, 16-bit RGB lost bits silently."""
+    path = tmp_path / name
+    make(path)
+    array, said = read_image_with_note(path)
+    assert array.shape == (4, 5, 3) and array.dtype == np.uint8
+    assert abs(int(array[0, 0, 0]) - grey) <= 1 and note in said
+
+
+@pytest.mark.parametrize(("values", "named"), [
+    (np.full((4, 5), 2.0, np.float32), "not in [0, 1]"),
+    (np.array([[np.nan, 0.5]], np.float32), "and NaN"),
+    (np.full((4, 5), 70000, np.int32), "beyond the 16-bit range"),
+    (np.full((4, 5), -3, np.int32), "beyond the 16-bit range"),
+])
+def test_modes_without_a_known_range_are_refused_in_one_line(tmp_path, values, named):
+    Image.fromarray(values).save(tmp_path / "x.tif")
+    with pytest.raises(ValueError, match=f"x.tif: unreadable image .*{re.escape(named)}"):
+        read_image_with_note(tmp_path / "x.tif")

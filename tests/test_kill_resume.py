@@ -59,12 +59,13 @@ def test_sigkill_campaign_resumes_to_identical_weights_and_logs(tiny_gopro, tiny
     cmd = _train_cmd(tiny_gopro, tiny_cache, out, "--resume")
     # The schedule has 16 iterations and a checkpoint every 2: saves 1-8 are checkpoints, 9 the weights.
     _killed_during_save(cmd, kill_at_save=2)  # dies writing iteration 4's checkpoint; iteration 2's stays
-    assert (out / "checkpoint.pt.tmp").exists() and torch.load(out / "checkpoint.pt", weights_only=True)
+    assert list(out.glob(".checkpoint.pt.tmp-*")) and torch.load(out / "checkpoint.pt", weights_only=True)
     _killed_at_random(cmd, out, rng)
     _killed_during_save(cmd, kill_at_save=1)  # dies writing the first checkpoint after the resume
     _killed_at_random(cmd, out, rng)
     subprocess.run(cmd, check=True)
 
     assert _same(torch.load(out / "model.pt", weights_only=True), torch.load(straight / "model.pt", weights_only=True))
+    assert not list(out.glob(".*.tmp-*"))  # the half-written checkpoints of the killed runs were swept
     for log in ("log.csv", "val.csv"):  # the resumed run's logs read as one run, loss for loss
         assert (out / log).read_text() == (straight / log).read_text()

@@ -166,11 +166,18 @@ def test_paper_profile_dry_run_lists_the_full_dag(tmp_path):
     ("device=tpu", "device"),
     ("methods={nosuchmethod: {k: 3}}", "nosuchmethod"),
     ("profile=nosuchprofile", "nosuchprofile"),
+    # issue 20: a KeyError of Snakemake's, a classical method swept, 2.0 taken for a whole number
+    ("fig5={method: msr3b}", "fig5.method = 'msr3b'"),
+    ("data={source: real}", "lacks the key gopro"),
+    ("fig5={method: pan}", "fig5.method = 'pan': a classical method"),
+    ("seeds=[0, 2.0]", "seeds[1] = 2.0"),
 ])
 def test_configuration_errors_stop_before_any_job(tmp_path, override, named):
     out = snakemake(tmp_path, "-n", "--config", override)
     assert out.returncode != 0
     assert named in out.stderr + out.stdout
+    lines = [line for line in (out.stderr + out.stdout).splitlines() if line.strip()]
+    assert len(lines) <= 10 and "KeyError" not in out.stderr, lines  # a few lines, never the whole schema
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*.png"))
 
 
