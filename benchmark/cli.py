@@ -315,7 +315,7 @@ def _keep_finished_run(args: argparse.Namespace, trainer: Any, extend: bool) -> 
         return
     if not (args.out / "model.pt").exists():
         return
-    record = _run_record(args.out / "run.json")
+    record = _finished_record(args.out / "run.json")
     if record.get("run_hash") == trainer.run_hash:
         return
     if args.resume and extend:
@@ -330,7 +330,8 @@ def _keep_finished_run(args: argparse.Namespace, trainer: Any, extend: bool) -> 
                    "and checkpoint are lost), or choose another --out")
 
 
-def _run_record(path: Path) -> dict[str, Any]:
+def _finished_record(path: Path) -> dict[str, Any]:
+    """The run.json of a finished run in --out, as far as it reads (``{}`` otherwise)."""
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

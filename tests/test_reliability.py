@@ -465,7 +465,7 @@ def test_deblur_is_not_a_success_when_written_outputs_disappear(tmp_path, capsys
     monkeypatch.setattr(data_module, "write_image", write_then_delete)
     assert main(["deblur", str(folder), "--method", "blurred"]) == EXIT_FAILURE
     err = _one_line(capsys, "2 of the 5 outputs written are gone", "deleted or moved while deblur ran")
-    assert str(tmp_path / "album_deblurred") in err
+    assert str(tmp_path / "album_blurred") in err
 
 
 def test_a_staging_folder_removed_midway_is_noticed_and_nothing_is_renamed_into_place(tiny_gopro, tmp_path,
@@ -487,7 +487,7 @@ def test_a_staging_folder_removed_midway_is_noticed_and_nothing_is_renamed_into_
 
 def test_temporaries_of_killed_deblur_and_cache_runs_are_swept(tiny_gopro, tmp_path):
     """Defect: deblur's and the crop cache's temporary names carried no process id, so nothing swept them."""
-    folder, out = tmp_path / "album", tmp_path / "album_deblurred"
+    folder, out = tmp_path / "album", tmp_path / "album_blurred"
     folder.mkdir()
     out.mkdir()
     _image(folder / "a.png")

@@ -164,7 +164,7 @@ def test_weights_of_booleans_or_nan_are_refused_before_use_and_never_locked(smal
                  str(tmp_path / "bools.safetensors"), "--device", "cpu"]) == EXIT_ERROR
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "another kind of value than the network's weights" in err and "bool" in err
-    assert not (tmp_path / "photo_deblurred.png").exists()
+    assert not (tmp_path / "photo_nafnet.png").exists()
 
     nan = tmp_path / "nan.pth"
     torch.save({"params": {k: torch.full_like(v, float("nan")) for k, v in state.items()}}, nan)
