@@ -449,8 +449,8 @@ def realblur_pairs(root: str | os.PathLike[str], variant: str, listed: Sequence[
     :func:`realblur_test_list`) is the source of truth: every listed pair must be there, found by its path
     (``RealBlur-J_ECC_IMCORR_centroid_itensity_ref/<scene>/{blur,gt}/...``) or, in a flat copy, by a file
     name that names its scene and frame, present in both ``input/`` and ``target/``. A tree that holds the
-    other variant's folder instead is refused as a J/R swap. ``check_list=False`` pairs whatever the tree
-    holds (miniature and stand-in trees), still by name. Raises FileNotFoundError when no RealBlur tree is
+    other variant's folder instead is refused as a J/R swap. ``check_list=False`` pairs the listed pairs the
+    tree holds, and in a flat copy whatever it holds (miniature and stand-in trees), still by name. Raises FileNotFoundError when no RealBlur tree is
     there and :class:`PairingError` (one line, the first few names) when the pairs do not match the list.
     """
     root, v = Path(root), _realblur_variant(variant)
@@ -466,11 +466,12 @@ def realblur_pairs(root: str | os.PathLike[str], variant: str, listed: Sequence[
                 raise PairingError(f"{root}: {len(missing):,} images of the {len(entries):,} listed RealBlur-{v} "
                                    f"test pairs missing ({_first(missing)})", missing)
         else:
-            found, missing = {}, []
+            found, missing, listed_pairs = {}, [], set(entries)
             for scene in (d for d in folder.iterdir() if d.is_dir()):
                 blurs = {int(m[1]) for n in (_image_names(scene / "blur") if (scene / "blur").is_dir() else ())
                          if (m := _REALBLUR_BLUR_NAME.fullmatch(n))}
-                for k in blurs:
+                # the official folders hold the training pairs too: only listed pairs are test pairs
+                for k in (k for k in blurs if (scene.name, k) in listed_pairs):
                     found[(scene.name, k)] = (scene / "blur" / f"blur_{k}.png", scene / "gt" / f"gt_{k}.png")
                     if not found[(scene.name, k)][1].is_file():
                         missing.append(found[(scene.name, k)][1].relative_to(root).as_posix())
