@@ -269,7 +269,8 @@ def _iterations(value: Any) -> str:
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists() or path.stat().st_size == 0:
+    """A table's rows; none for a missing file or one that holds no columns (an empty table: no timings yet)."""
+    if not path.exists() or not path.read_text().strip():
         return []
     frame = read_csv(path)
     return frame.astype(object).where(frame.notna(), None).to_dict("records")

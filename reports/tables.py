@@ -35,6 +35,8 @@ SCORED = ("gopro_psnr", "gopro_ssim", "kohler_psnr", "kohler_ssim")
 SSIM_COLUMN = {"gopro": HEADLINE_SSIM, "gopro_gamma": HEADLINE_SSIM, "kohler": KOHLER_SSIM, "hide": HEADLINE_SSIM,
                "realblur-j": "ssim", "realblur-r": "ssim"}
 GENERALISATION_SETS = ("gopro", "hide", "realblur-j", "realblur-r")
+GENERALISATION_COLUMNS = ["method", "row", "weights", "testset", "psnr", "ssim", "images", "published_psnr",
+                          "published_ssim", "published_source"]
 PAPER_TIME_SIZE = "1280x720"  # the size of the paper's inference times (720p GOPRO frames)
 
 
@@ -323,12 +325,11 @@ def generalisation(results: Path, cfg: Mapping[str, Any]) -> pd.DataFrame:
     generalisation set the profile scores, PSNR and each set's own SSIM (mean over seeds), with the published
     number of the same model where one exists and its source. Empty when the profile scores no such set."""
     if not generalisation_sets(cfg):
-        return pd.DataFrame(columns=["method", "row", "weights", "testset", "psnr", "ssim", "images",
-                                     "published_psnr", "published_ssim", "published_source"])
+        return pd.DataFrame(columns=GENERALISATION_COLUMNS)
     published = generalisation_numbers().set_index(["method", "testset"])
     names = [(m.name, m.display_name, "retrained" if m.kind == "trained" else "") for m in registry.available()]
     names += [(r["method"], r["row"], "authors") for r in release_rows(results)]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, label, weights in names:
         for testset in ("gopro", *generalisation_sets(cfg)):
             release = name.startswith(RELEASE_PREFIX)
@@ -347,7 +348,7 @@ def generalisation(results: Path, cfg: Mapping[str, Any]) -> pd.DataFrame:
                          "published_psnr": own["psnr"] if own is not None else np.nan,
                          "published_ssim": own["ssim"] if own is not None else np.nan,
                          "published_source": own["source"] if own is not None else ""})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=GENERALISATION_COLUMNS)
 
 
 def metric_protocol(results: Path) -> pd.DataFrame:
