@@ -1,5 +1,7 @@
 """Pan's blind kernel estimation, the shared FFT deconvolution utilities and the classical rows."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -285,3 +287,18 @@ def test_wiener_and_rl_reuse_the_kernels_pans_restore_saved(tiny_gopro, tmp_path
         assert np.array_equal(read_image(png), read_image(reused))
     # Other estimation settings never read a kernel made with different ones.
     assert pan.kernel_key(read_image(png), {"kernel_size": 9}) != pan.kernel_key(read_image(png), {"kernel_size": 7})
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick", "paper"])
+def test_wiener_and_rl_ask_for_pans_kernel_options_in_every_profile(profile):
+    """They reuse Pan's kernels only under the same kernel options (kernel_key): a profile that cuts Pan's
+    iterations must cut theirs too."""
+    import yaml
+
+    from benchmark.registry import configured_options
+
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / f"{profile}.yaml").read_text())
+    options = {m: configured_options(m, cfg) for m in ("pan", "wiener", "richardson-lucy")}
+    for method in ("wiener", "richardson-lucy"):
+        for key in pan.KERNEL_DEFAULTS:
+            assert options[method][key] == options["pan"][key], (method, key)
