@@ -518,16 +518,43 @@ KERNEL_DEFAULTS: dict[str, Any] = {
 }
 
 
+# What each option may be, as JSON-Schema keywords (the form of benchmark.registry's method limits on main):
+# a weight or step count outside these never ends a loop, divides by zero or means nothing.
+KERNEL_LIMITS: dict[str, Any] = {
+    "kernel_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 3, "not": {"multipleOf": 2}}]},
+    "kernel_engine": {"enum": list(ENGINES)}, "iterations": {"minimum": 1},
+    "gamma": {"exclusiveMinimum": 0}, "k_thresh": {"minimum": 0},
+    "outlier_sigma": {"exclusiveMinimum": 0}, "interim_lambda": {"exclusiveMinimum": 0},
+    "interim_iterations": {"minimum": 0}, "interim_cg_iterations": {"minimum": 1},
+    "interim_p": {"exclusiveMinimum": 0, "maximum": 2}, "shock_iterations": {"minimum": 0},
+    "shock_dt": {"minimum": 0}, "rmap_window": {"minimum": 1, "not": {"multipleOf": 2}},
+    "rmap_keep": {"exclusiveMinimum": 0}, "kernel_l2": {"minimum": 0}, "kernel_lambda": {"minimum": 0},
+    "kernel_exponent": {"exclusiveMinimum": 0, "maximum": 2}, "kernel_irls_iterations": {"minimum": 0},
+    "kernel_cg_iterations": {"minimum": 1}, "kernel_weights": {"enum": list(KERNEL_WEIGHTS)},
+    "lambda_pixel": {"minimum": 0}, "lambda_grad": {"minimum": 0},
+}
+PAN_LIMITS: dict[str, Any] = {
+    **KERNEL_LIMITS, "final_deconv": {"enum": list(FINAL_DECONVOLUTIONS)}, "final_lambda": {"exclusiveMinimum": 0},
+    "final_iterations": {"minimum": 1}, "final_cg_iterations": {"minimum": 1},
+    "final_p": {"exclusiveMinimum": 0, "maximum": 2}, "final_data_norm": {"enum": ["l1-robust", "l2"]},
+}
+
+
 def _check_options(options: Mapping[str, Any]) -> None:
-    if options["kernel_engine"] not in ENGINES:
-        raise ValueError(f"baselines/pan.py: kernel_engine must be one of {', '.join(ENGINES)}, "
-                         f"not {options['kernel_engine']!r}")
-    if options["kernel_weights"] not in KERNEL_WEIGHTS:
-        raise ValueError(f"baselines/pan.py: kernel_weights must be one of {', '.join(KERNEL_WEIGHTS)}, "
-                         f"not {options['kernel_weights']!r}")
-    if options.get("final_deconv", "cho") not in FINAL_DECONVOLUTIONS:
-        raise ValueError(f"baselines/pan.py: final_deconv must be one of {', '.join(FINAL_DECONVOLUTIONS)}, "
-                         f"not {options['final_deconv']!r}")
+    """A ValueError naming the first option outside :data:`PAN_LIMITS` (those ``options`` has)."""
+    for key, rule in PAN_LIMITS.items():
+        if key not in options or key == "kernel_size":
+            continue
+        value = options[key]
+        allowed = ("one of " + ", ".join(rule["enum"]) if "enum" in rule else
+                   " and ".join(f"{word} {rule[k]}" for k, word in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                                  ("maximum", "<=")) if k in rule)
+                   + (" and odd" if "not" in rule else ""))
+        bad = (value not in rule["enum"] if "enum" in rule else
+               value < rule.get("minimum", -math.inf) or value <= rule.get("exclusiveMinimum", -math.inf)
+               or value > rule.get("maximum", math.inf) or ("not" in rule and value % 2 == 0))
+        if bad:
+            raise ValueError(f"baselines/pan.py: option {key} = {value!r} must be {allowed}")
 
 
 def estimate_kernel(gray: np.ndarray, kernel_size: int, options: Mapping[str, Any] | None = None) -> np.ndarray:

@@ -228,12 +228,16 @@ def test_chos_final_step_handles_saturation_better_than_least_squares(night, tru
     assert cho > psnr(scene, observed) + 3.0
 
 
-def test_bad_engine_names_are_refused(blurred):
-    with pytest.raises(ValueError, match="kernel_engine must be one of outliers, l0"):
+def test_options_outside_their_limits_are_refused(blurred):
+    with pytest.raises(ValueError, match="kernel_engine = 'dark-channel' must be one of outliers, l0"):
         estimate_kernel(blurred, 15, {"kernel_engine": "dark-channel"})
     method = registry.get("pan")
-    with pytest.raises(ValueError, match="final_deconv must be one of cho, huber-irls"):
+    with pytest.raises(ValueError, match="final_deconv = 'wiener' must be one of cho, huber-irls"):
         method.restore(None, np.zeros((16, 16, 3), np.uint8), method.options({"final_deconv": "wiener"}))
+    with pytest.raises(ValueError, match="rmap_window = 4 must be >= 1 and odd"):
+        estimate_kernel(blurred, 15, {"rmap_window": 4})
+    with pytest.raises(ValueError, match="outlier_sigma = 0 must be > 0"):
+        estimate_kernel(blurred, 15, {"outlier_sigma": 0})
 
 
 def test_the_label_says_stand_in_while_anything_is_inferred():
