@@ -450,8 +450,9 @@ def realblur_pairs(root: str | os.PathLike[str], variant: str, listed: Sequence[
     (``RealBlur-J_ECC_IMCORR_centroid_itensity_ref/<scene>/{blur,gt}/...``) or, in a flat copy, by a file
     name that names its scene and frame, present in both ``input/`` and ``target/``. A tree that holds the
     other variant's folder instead is refused as a J/R swap. ``check_list=False`` pairs the listed pairs the
-    tree holds, and in a flat copy whatever it holds (miniature and stand-in trees), still by name. Raises FileNotFoundError when no RealBlur tree is
-    there and :class:`PairingError` (one line, the first few names) when the pairs do not match the list.
+    tree holds, and in a flat copy whatever it holds (miniature and stand-in trees), still by name. Raises
+    FileNotFoundError when no RealBlur tree is there and :class:`PairingError` (one line, the first few
+    names) when the pairs do not match the list.
     """
     root, v = Path(root), _realblur_variant(variant)
     other = "R" if v == "J" else "J"

@@ -59,7 +59,7 @@ def test_estimate_and_plan_from_a_gpu_check_json(tmp_path, capsys):
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Test GPU" in printed and "| msr2b | 630,900 | 256 | 1 | 20.0 | 3.50 |" in printed
-    assert "Evaluation plan of profile `paper`" in printed and "| pan | 5,144 | 86 x 60 | not measured |" in printed
+    assert "Evaluation plan of profile `paper`" in printed and "| pan | 5,144 | 129 x 40 | not measured |" in printed
     saved = json.loads(out.read_text())
     assert saved["wall_hours"]["1"] == pytest.approx(saved["gpu_hours"]) and not saved["unmeasured"]
 
@@ -175,7 +175,7 @@ def test_evaluation_jobs_are_the_dags_evaluated_names_with_their_images_and_shar
     beyond = {"hide": 2025, "realblur-j": 980, "realblur-r": 980}  # the generalisation sets (SPEC section 10)
     assert jobs["msr2b"].images == {"gopro": 1111, "gopro_gamma": 1111, "kohler": 48} | beyond  # + blur_gamma
     assert jobs["pan"].images == {"gopro": 1111, "kohler": 48} | beyond and jobs["pan"].network is False
-    assert (jobs["pan"].shards, jobs["pan"].shard_size) == (86, 60) and jobs["msr2b"].shards == 32
+    assert (jobs["pan"].shards, jobs["pan"].shard_size) == (129, 40) and jobs["msr2b"].shards == 32
     releases = {n for n in jobs if n.startswith("authors:")}
     assert releases == {"authors:deblurgan", "authors:deepdeblur", "authors:nafnet-32", "authors:nafnet-64"}
     assert jobs["authors:nafnet-64"].options["width"] == 64 and jobs["authors:nafnet-64"].network
@@ -191,12 +191,12 @@ def test_evaluation_hours_scale_kohler_by_its_pixels_and_fill_the_nodes():
     row = {r["name"]: r for r in plan["jobs"]}
     pan_hours = (1111 * 100 + 48 * 100 * (800 * 800) / (1280 * 720)) / 3600  # Köhler's 800x800 by its pixels
     assert row["pan"]["hours"] == pytest.approx(pan_hours) and plan["cpu_hours"] == pytest.approx(pan_hours)
-    assert row["pan"]["hours_per_shard"] == pytest.approx(pan_hours / 20)
+    assert row["pan"]["hours_per_shard"] == pytest.approx(pan_hours / 29)
     assert plan["gpu_hours"] == pytest.approx((2222 * 0.5 + 48 * 0.5 * 640_000 / 921_600) / 3600)
     assert plan["lower_bounds"] == ["msr2b"] and "wiener" in plan["unmeasured"]
     walls = plan["wall_hours"]
     assert walls["1"] == pytest.approx(plan["cpu_hours"] + plan["gpu_hours"])
-    assert walls["64"] == pytest.approx(pan_hours / 20)  # every shard on a node of its own
+    assert walls["64"] == pytest.approx(pan_hours / 29)  # every shard on a node of its own
     assert walls["64"] < walls["8"] < walls["1"]
 
 
