@@ -412,6 +412,9 @@ def _restore_seconds(probes: Sequence[tuple[str, dict[str, Any], str]], width: i
         queue.put(("done", time.perf_counter() - started))
 
 
+RESERVE_SECONDS = 30.0  # what a restore probe keeps back for each method after the one it runs (build + one image)
+
+
 def _receive(channel: Any, child: Any, until: float, method: str) -> Any:
     """The child's next message before ``until`` (``time.monotonic()``; queue.Empty after it); an error if the
     child died."""
@@ -431,9 +434,11 @@ def probe_restores(probes: Sequence[tuple[str, Mapping[str, Any], str]], width: 
                    budget: float) -> dict[str, tuple[float | None, bool]]:
     """Seconds to restore one ``width`` x ``height`` image with each (method, options, device) through its restore
     code, in a child process, within ``budget`` seconds in all (starting the child and building the networks
-    included): each method gets an equal share of what is left. method -> (seconds, True); (seconds it ran,
-    False) when its restore was stopped at the end of its share (a lower bound); (None, False) when the share
-    ran out before the method was built. A stopped child is replaced for the methods after it."""
+    included): each method may use what is left but :data:`RESERVE_SECONDS` for each method after it (at least
+    an equal share), so one slow classical method can be measured without starving the rest.
+    method -> (seconds, True); (seconds it ran, False) when its restore was stopped at the end of its share (a
+    lower bound); (None, False) when the share ran out before the method was built. A stopped child is
+    replaced for the methods after it."""
     import multiprocessing
     import queue as queues
 
@@ -448,7 +453,8 @@ def probe_restores(probes: Sequence[tuple[str, Mapping[str, Any], str]], width: 
         try:
             while todo:
                 method = todo[0][0]
-                until = time.monotonic() + max((end - time.monotonic()) / len(todo), 0.0)
+                left = max(end - time.monotonic(), 0.0)  # a slow method may use what the rest will not need
+                until = time.monotonic() + max(left / len(todo), left - RESERVE_SECONDS * (len(todo) - 1))
                 try:
                     _receive(channel, child, until, method)  # ("ready", method): started and built
                 except queues.Empty:
