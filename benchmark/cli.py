@@ -201,8 +201,14 @@ def cmd_synthesise(args: argparse.Namespace) -> int:
                              test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"])
     kohler = synthesise_kohler(args.out / "kohler", seed=s["seed"] + 1, n_paths=s["kohler_paths"],
                                size=s["kohler_size"], n_subframes=s["n_subframes"])
-    _write_text(args.out / "synthetic.json", json.dumps({"gopro": gopro, "kohler": kohler, "settings": s},
-                                                        indent=2, default=str))
+    record = {"gopro": gopro, "kohler": kohler, "settings": s}
+    if s.get("generalisation_pairs", 0) > 0:  # the generalisation sets' stand-ins, in their own layouts
+        from benchmark.standins import synthesise_hide, synthesise_realblur
+
+        for name, make in (("hide", synthesise_hide), ("realblur", synthesise_realblur)):
+            record[name] = make(args.out / name, seed=s["seed"], pairs=s["generalisation_pairs"], size=s["size"],
+                                n_subframes=s["n_subframes"])
+    _write_text(args.out / "synthetic.json", json.dumps(record, indent=2, default=str))
     print(f"synthesised {args.out}")
     return 0
 

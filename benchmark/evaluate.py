@@ -238,7 +238,8 @@ def expected_images(cfg: Mapping[str, Any]) -> dict[str, int]:
 
         s = cfg["data"]["synthetic"]
         gopro, kohler = s["test_pairs"], s["kohler_paths"] * len(TEST_PHOTOS)
-        return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
+        stand_ins = dict.fromkeys(GENERALISATION, s.get("generalisation_pairs", 0))  # benchmark/standins.py
+        return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler, **stand_ins}
     from benchmark.data import HIDE_TEST_PAIRS, REALBLUR_TEST_PAIRS
     from benchmark.prepare import GOPRO_COUNTS, KOHLER_FRAMES
 
@@ -253,15 +254,18 @@ def image_sizes(cfg: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
     if cfg["data"]["source"] == "synthetic":
         s = cfg["data"]["synthetic"]
         gopro, kohler = (s["size"], s["size"]), (s["kohler_size"], s["kohler_size"])
-        return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler}
+        return {"gopro": gopro, "gopro_gamma": gopro, "kohler": kohler, **dict.fromkeys(GENERALISATION, gopro)}
     # HIDE: GOPRO-like 1280x720 frames; RealBlur: about 680x773 (they vary a little, none above 800x800)
     return {"gopro": (1280, 720), "gopro_gamma": (1280, 720), "kohler": (800, 800), "hide": (1280, 720),
             "realblur-j": (680, 773), "realblur-r": (680, 773)}
 
 
 def generalisation_sets(cfg: Mapping[str, Any]) -> list[str]:
-    """The generalisation test sets a profile scores (``data.hide``, ``data.realblur``; none when absent)."""
+    """The generalisation test sets a profile scores: where ``data.hide`` and ``data.realblur`` are set, or, in a
+    synthetic profile, all three as stand-ins where ``data.synthetic.generalisation_pairs`` is above 0."""
     data = cfg["data"]
+    if data["source"] == "synthetic":
+        return list(GENERALISATION) if data["synthetic"].get("generalisation_pairs", 0) > 0 else []
     return [*(["hide"] if data.get("hide") else []), *(["realblur-j", "realblur-r"] if data.get("realblur") else [])]
 
 

@@ -43,6 +43,12 @@ def profile_deviations(cfg: Mapping[str, Any]) -> list[str]:
                    f"test pairs, Köhler-like set of {s['kohler_paths']} paths x held-out photos at "
                    f"{s['kohler_size']}x{s['kohler_size']}) instead of GOPRO (2103/1111 pairs, 1280x720) and "
                    f"Köhler (48 images).")
+        if s.get("generalisation_pairs", 0) > 0:
+            out.append(f"Generalisation sets: stand-ins of {s['generalisation_pairs']} pairs each in HIDE's and "
+                       "RealBlur-J/-R's layouts, made by the synthetic generator from the held-out photos at other "
+                       "places (HIDE-like: a 1.5x stronger shake; RealBlur-like: over-exposure, noise, JPEG for -J, "
+                       "linear values for -R, and a reference misaligned by up to 0.75 px and 10% darker), not HIDE "
+                       "(2,025 pairs) or RealBlur (980 pairs each); their numbers test the pipeline, not the models.")
     t = cfg["train"]
     for key, paper in PAPER_TRAIN.items():
         if not math.isclose(float(t[key]), float(paper)):

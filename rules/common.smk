@@ -81,12 +81,15 @@ TRAINED = [m.name for m in registry.available() if m.kind == "trained"]
 RUNS = runs.plan(CFG)  # every training job: method x seed, plus the Fig. 5 sweep over k
 # Restored and scored: every method (classical once, trained once per seed) and the Fig. 5 runs are not.
 EVALUATED = [name for m in METHODS for _, name in runs.seed_runs(m, CFG)]
-DATASETS = ("gopro", "kohler", *(["hide"] if CFG["data"].get("hide") else []),
-            *(["realblur"] if CFG["data"].get("realblur") else []))
+# The generalisation sets: downloaded where data.hide / data.realblur are set, stand-ins made by `synthesise`
+# in a synthetic profile (data.synthetic.generalisation_pairs).
 SYNTHETIC = CFG["data"]["source"] == "synthetic"
+GENERALISATION = [d for d in ("hide", "realblur") if any(s.startswith(d) for s in evaluate.generalisation_sets(CFG))]
+DATASETS = ("gopro", "kohler", *([] if SYNTHETIC else GENERALISATION))
 GOPRO_ROOT = f"{R}/data/gopro" if SYNTHETIC else CFG["data"]["gopro"]["root"]
 KOHLER_ROOT = f"{R}/data/kohler" if SYNTHETIC else CFG["data"]["kohler"]["root"]
-DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT} | {d: CFG["data"][d]["root"] for d in DATASETS[2:]}
+DATA_ROOTS = {"gopro": GOPRO_ROOT, "kohler": KOHLER_ROOT} | {
+    d: f"{R}/data/{d}" if SYNTHETIC else CFG["data"][d]["root"] for d in GENERALISATION}
 # What marks the data as usable: the synthesis record, or the verification report of a download.
 DATA_READY = {d: f"{R}/data/synthetic.json" if SYNTHETIC else f"{R}/data/{d}.verified.txt" for d in DATASETS}
 # Jobs that run a network hold a GPU: on `device: cuda`, and on `auto` where a GPU is visible.
@@ -188,7 +191,7 @@ def test_set_args(name):
     gamma = ["--gamma"] if "gopro_gamma" in sets else []
     extra = [*(["--hide", DATA_ROOTS["hide"]] if "hide" in sets else []),
              *(["--realblur", DATA_ROOTS["realblur"]] if "realblur-j" in sets else [])]
-    verify = {CFG["data"][d].get("verify", "counts") for d in ("hide", "realblur") if CFG["data"].get(d)}
+    verify = {"structure"} if SYNTHETIC else {CFG["data"][d].get("verify", "counts") for d in GENERALISATION}
     if extra and verify == {"structure"}:
         extra += ["--verify", "structure"]
     return ["--gopro", GOPRO_ROOT, "--blur-folder", CFG["data"]["blur_folder"], *gamma, "--kohler", KOHLER_ROOT,
