@@ -228,6 +228,11 @@ def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), a
     ``md5`` replaces published Köhler checksums by archive name, for a mirror that re-packed them.
     ``unpack_limit`` caps what an archive may unpack to, as a multiple of the expected dataset.
     """
+    if name == "epll-gmm":  # Sun et al.'s patch prior: EPLL's release (benchmark/epll.py)
+        from benchmark.epll import fetch_epll
+
+        return fetch_epll(root or Path("weights"), mirrors=mirrors, local=archive, retries=retries, backoff=backoff,
+                          quiet=quiet)
     if name == "vgg19":
         from models.losses import vgg19_weights_path
 
@@ -326,7 +331,7 @@ def _factor_arg(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=("gopro", "kohler", "vgg19", "weights"), help="what to fetch")
+    parser.add_argument("dataset", choices=("gopro", "kohler", "vgg19", "epll-gmm", "weights"), help="what to fetch")
     parser.add_argument("release", nargs="?", help="weights: the authors' release (see benchmark/weights.py RELEASES)")
     parser.add_argument("--root", type=Path, help="target folder (vgg19: default torch hub checkpoints)")
     parser.add_argument("--mirror", action="append", default=[], metavar="URL",

@@ -96,6 +96,8 @@ class Method:
     beyond the paper, keyed like that file's columns. ``deviations`` say exactly how this
     implementation differs from the original; the report prints them beside the row.
     ``load_official(model, path)`` loads the original authors' released weights strictly.
+    ``notes(options)`` gives the lines the report's banner adds for this run's options (a departure
+    from the original that a profile chooses, e.g. a smaller budget offline).
     """
 
     name: str
@@ -110,6 +112,7 @@ class Method:
     paper_row: str | None = None
     reference: Mapping[str, float] | None = None
     load_official: Callable[[nn.Module, Path], None] | None = None
+    notes: Callable[[Options], list[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("trained", "classical"):

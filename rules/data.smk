@@ -24,7 +24,7 @@ rule fetch:
     params:
         sources=lambda w: fetch_args(w.dataset),
     wildcard_constraints:
-        dataset="gopro|kohler|vgg19",
+        dataset="gopro|kohler|vgg19|epll-gmm",
     retries: 2
     localrule: True
     resources:
