@@ -26,8 +26,8 @@ from typing import Any
 from benchmark.registry import Lazy, Method, Training, register
 
 # The released code's values (fast_deconv_nonUniform_gmmprior.m and the demo's maxIter_in = 5).
-CODE = {"patch_stride": 6, "lam": 1.5e5, "deconv_betas": [50.0, 100.0, 200.0, 400.0, 800.0], "cg_tol": 1e-5,
-        "cg_max_iter": 300}
+CODE = {"patch_stride": 6, "mrf_step": 3, "lam": 1.5e5, "deconv_betas": [50.0, 100.0, 200.0, 400.0, 800.0],
+        "cg_tol": 1e-5, "cg_max_iter": 300}
 
 
 def restore(model: Any, blurred: Any, options: Mapping[str, Any]) -> Any:
@@ -45,8 +45,8 @@ def option_notes(options: Mapping[str, Any]) -> list[str]:
         lines.append(f"Sun et al.: the patch prior is a {options['gmm_components']}-component zero-mean GMM fitted "
                      f"here on {options['gmm_patches']} 8x8 patches of the embedded training photos (gmm: embedded), "
                      "not EPLL's published 200-component model, which this profile cannot download.")
-    names = {"patch_stride": "CNN patch stride", "lam": "lambda", "deconv_betas": "betas", "cg_tol": "CG tolerance",
-             "cg_max_iter": "CG iteration cap"}
+    names = {"patch_stride": "CNN patch stride", "mrf_step": "MRF node spacing", "lam": "lambda",
+             "deconv_betas": "betas", "cg_tol": "CG tolerance", "cg_max_iter": "CG iteration cap"}
     changed = [f"{names[k]} {options[k]} (code: {v})" for k, v in CODE.items()
                if (list(options[k]) if isinstance(v, list) else options[k]) != v]
     if changed:

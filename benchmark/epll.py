@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import io
+import os
+import shutil
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.fetch import FetchError, _lock, _record, download, file_digest
+from benchmark.files import temporary_sibling
 
 EPLL_URL = "https://people.csail.mit.edu/danielzoran/epllcode.zip"  # the EPLL release (Zoran & Weiss, ICCV 2011)
 EPLL_ARCHIVE = "epllcode.zip"
@@ -36,11 +39,17 @@ PATCH = 8
 def read_epll_model(path: Path):
     """The GMM of EPLL's ``GS`` struct (``nmodels``, ``mixweights``, ``covs`` 64x64xK, ``means`` 64xK),
     from the ``.mat`` file or from inside ``epllcode.zip``."""
-    from scipy import io as sio
-
     from models.sun_deconv import GMM
 
-    path = Path(path)
+    weights, covs, means = _epll_arrays(Path(path))
+    return GMM(weights, covs, means, f"EPLL {EPLL_MODEL} ({len(weights)} components)")
+
+
+def _epll_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights K, covariances K x 64 x 64, means K x 64) of the model file; scipy only (the fetch job
+    imports no torch)."""
+    from scipy import io as sio
+
     try:
         if path.suffix == ".zip":
             with zipfile.ZipFile(path) as z:
@@ -63,14 +72,18 @@ def read_epll_model(path: Path):
     except AttributeError as err:
         raise FetchError(f"{path}: GS lacks a field of EPLL's model ({err})") from err
     k = len(weights)
-    covs = covs.reshape(PATCH * PATCH, PATCH * PATCH, k).transpose(2, 0, 1)
-    means = means.reshape(PATCH * PATCH, k).T
-    return GMM(weights, np.ascontiguousarray(covs), np.ascontiguousarray(means), f"EPLL {EPLL_MODEL} ({k} components)")
+    try:
+        covs = covs.reshape(PATCH * PATCH, PATCH * PATCH, k).transpose(2, 0, 1)
+        means = means.reshape(PATCH * PATCH, k).T
+    except ValueError as err:
+        raise FetchError(f"{path}: GS.covs {covs.shape} / GS.means {means.shape} do not hold {k} 8x8 "
+                         "components") from err
+    return weights, np.ascontiguousarray(covs), np.ascontiguousarray(means)
 
 
 def fetch_epll(root: Path, *, mirrors: Sequence[str] = (), local: Path | None = None, retries: int = 4,
                backoff: float = 2.0, quiet: bool = False) -> dict[str, Any]:
-    """Download (or take ``local``) ``epllcode.zip`` into ``root``, check it against the lock, read the
+    """Download (or copy ``local``) ``epllcode.zip`` into ``root``, check it against the lock, read the
     model, then record its SHA-256. A download whose model cannot be read is removed."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -84,14 +97,23 @@ def fetch_epll(root: Path, *, mirrors: Sequence[str] = (), local: Path | None = 
         raise FetchError(f"{path}: SHA-256 {actual} differs from the one recorded in {root / 'checksums.lock.json'} "
                          f"({locked}); the file changed since its first successful read")
     try:
-        gmm = read_epll_model(path)
+        components = len(_epll_arrays(path)[0])
     except FetchError:
         if not local:
             path.unlink(missing_ok=True)
         raise
+    target = root / EPLL_ARCHIVE
+    if local and not (target.exists() and target.samefile(path)):  # where Sun et al.'s gmm_file points
+        tmp = temporary_sibling(target)
+        try:
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     _record(root, EPLL_ARCHIVE, actual)
-    return {"dataset": "epll-gmm", "path": str(path), "model": gmm.name, "source": EPLL_URL,
-            "checksums": {EPLL_ARCHIVE: actual}}
+    return {"dataset": "epll-gmm", "path": str(target), "model": f"{EPLL_MODEL} ({components} components)",
+            "source": EPLL_URL, "checksums": {EPLL_ARCHIVE: actual}}
 
 
 def _training_patches(count: int, seed: int) -> np.ndarray:

@@ -320,14 +320,14 @@ def covered(shape: tuple[int, int], stride: int = STRIDE,
 
 
 @torch.no_grad()
-def node_confidences(model: nn.Module, image: np.ndarray, stride: int = STRIDE, batch: int = 512
-                     ) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray, np.ndarray]:
+def node_confidences(model: nn.Module, image: np.ndarray, stride: int = STRIDE, step: int = sun_mrf.NODE_STEP,
+                     batch: int = 512) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray, np.ndarray]:
     """The code's per-pixel confidences (``est_map ./ est_map_co``, rotation-major: 5 x 73 rows) at the
     MRF's nodes, float32, with the covered region and the nodes' rows and columns (0-based)."""
     rotations = sun_mrf.ROTATIONS
     shape = image.shape[:2]
     region = sun_mrf.valid_region(covered(shape, stride, rotations))
-    node_r, node_c = sun_mrf.node_grid(region)
+    node_r, node_c = sun_mrf.node_grid(region, step)
     device = next(model.parameters()).device
     classes = model.labels.shape[0]
     out = np.zeros((len(rotations) * classes, len(node_r), len(node_c)), np.float32)
@@ -365,7 +365,7 @@ def motion_field(model: nn.Module, image: np.ndarray, options: Mapping[str, Any]
         raise ValueError(f"image {image.shape[1]}x{image.shape[0]}: Sun et al.'s rotated 34x34 patches need at "
                          f"least {2 * border() + 1} pixels on each side")
     labels, reorder = sun_mrf.extended_labels(model.labels.cpu().numpy())
-    probs, region, _, _ = node_confidences(model, image, options["patch_stride"])
+    probs, region, _, _ = node_confidences(model, image, options["patch_stride"], options["mrf_step"])
     device = next(model.parameters()).device
     nodes = sun_mrf.mrf_labels(torch.from_numpy(probs[reorder]).to(device), labels)
     return sun_mrf.full_field(nodes.cpu().numpy(), labels, region, image.shape[:2])

@@ -143,10 +143,11 @@ def valid_region(covered: np.ndarray) -> tuple[int, int, int, int]:
     return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
 
 
-def node_grid(region: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """0-based rows and columns of the MRF's nodes: every third pixel from the region's second."""
+def node_grid(region: tuple[int, int, int, int], step: int = NODE_STEP) -> tuple[np.ndarray, np.ndarray]:
+    """0-based rows and columns of the MRF's nodes: every ``step``-th pixel (the code's 3) from the
+    region's second."""
     x_s, x_e, y_s, y_e = region
-    return np.arange(x_s + 1, x_e + 1, NODE_STEP), np.arange(y_s + 1, y_e + 1, NODE_STEP)
+    return np.arange(x_s + 1, x_e + 1, step), np.arange(y_s + 1, y_e + 1, step)
 
 
 def resize_nearest(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

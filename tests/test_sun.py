@@ -292,7 +292,10 @@ def test_the_published_gmm_is_fetched_checked_and_read(tmp_path):
         (tmp_path / "w" / "epllcode.zip").write_bytes(good[:-1] + b"x")  # changed since its first read
         with pytest.raises(FetchError, match="differs from the one recorded"):
             fetch_epll(tmp_path / "w", retries=0, quiet=True)
-        server.files["/epllcode.zip"] = zipfile.ZipFile  # noqa: B018 - placeholder replaced below
+        local = tmp_path / "copy.zip"
+        local.write_bytes(good)
+        record = fetch_epll(tmp_path / "u", local=local, quiet=True)  # a local copy lands where gmm_file points
+        assert record["path"] == str(tmp_path / "u" / "epllcode.zip") and (tmp_path / "u" / "epllcode.zip").exists()
         bad = io.BytesIO()
         with zipfile.ZipFile(bad, "w") as z:
             z.writestr("readme.txt", "no model here")
