@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -198,8 +198,8 @@ class PatchPrior:
         return z + mean
 
 
-def _patches(x: torch.Tensor) -> torch.Tensor:
-    """(C, H, W) -> (C * L, 64): every overlapping 8x8 patch (``im2col(x, [8 8])``)."""
+def _patches(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(C, H, W) -> ((C * L, 64), C): every overlapping 8x8 patch (``im2col(x, [8 8])``)."""
     c = x.shape[0]
     cols = F.unfold(x[:, None], PATCH)  # (C, 64, L)
     return cols.transpose(1, 2).reshape(-1, PATCH * PATCH), c
@@ -211,8 +211,8 @@ def _fold(z: torch.Tensor, channels: int, shape: tuple[int, int]) -> torch.Tenso
     return F.fold(cols, shape, PATCH)[:, 0]
 
 
-def conjugate_gradient(apply: callable, b: torch.Tensor, x0: torch.Tensor, tol: float, max_iter: int
-                       ) -> tuple[torch.Tensor, list[int]]:
+def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, x0: torch.Tensor, tol: float,
+                       max_iter: int) -> tuple[torch.Tensor, list[int]]:
     """CG on a batch of independent SPD systems (the first dimension); each stops when its residual
     falls to ``tol`` x its right-hand side's norm or after ``max_iter`` iterations. Where one did not
     converge, the iterate of smallest residual is returned (MATLAB's iterative solvers do the same).
