@@ -42,6 +42,19 @@ def test_delta_image_shows_the_operator_orientation_and_length():
     assert diag[c + 3, c + 3] == 0 and diag[c - 3, c - 3] == 0
 
 
+def test_the_adjoint_of_a_delta_is_the_pixels_own_kernel():
+    """K^T delta_p is row p of K, the kernel of pixel p; K delta_p is column p, its neighbours' kernels. With
+    a horizontal line at p among vertical ones, a swapped adjoint shows the wrong line."""
+    c = 15
+    mag, ori = np.full((31, 31), 9.0), np.zeros((31, 31))
+    ori[c, c] = 90
+    blur = MotionBlur(mag, ori)
+    own = blur.T(_delta()).numpy()
+    assert sorted(zip(*np.nonzero(own > 1e-12), strict=True)) == [(c, c + t) for t in range(-4, 5)]
+    spread = blur(_delta()).numpy()
+    assert spread[c + 3, c] > 0 and spread[c, c + 3] == 0
+
+
 def test_the_adjoint_is_exact_and_not_the_operator_itself():
     rng = np.random.default_rng(0)
     mag = rng.choice([0, 1, 3, 8.5, 17, 25], (24, 21))
