@@ -414,6 +414,11 @@ def fetch(name: str, root: Path | None = None, *, mirrors: Sequence[str] = (), a
         download(urls, dest, retries=retries, backoff=backoff, quiet=quiet, max_bytes=max_size or cap,
                  max_seconds=max_time, **checksum)
 
+    if name == "epll-gmm":  # Sun et al.'s patch prior: EPLL's release (benchmark/epll.py)
+        from benchmark.epll import fetch_epll
+
+        return fetch_epll(root or Path("weights"), mirrors=mirrors, local=archive, retries=retries, backoff=backoff,
+                          quiet=quiet, max_bytes=max_size, max_seconds=max_time)
     if name == "vgg19":
         from models.losses import vgg19_weights_path
 
@@ -546,8 +551,8 @@ def _factor_arg(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", choices=("gopro", "kohler", "hide", "realblur", "vgg19", "weights"),
-                        help="what to fetch")
+    parser.add_argument("dataset", choices=("gopro", "kohler", "hide", "realblur", "vgg19", "epll-gmm", "weights"),
+                        help="what to fetch (epll-gmm: EPLL's patch prior for Sun et al.)")
     from benchmark.releases import RELEASES  # here, not at the top: releases imports this module
 
     parser.add_argument("release", nargs="?", metavar="NAME",

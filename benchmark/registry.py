@@ -103,6 +103,8 @@ class Method:
     keywords (``{"balance": {"exclusiveMinimum": 0}, "block": {"enum": [...]}}``; an option whose default is
     ``None`` names its type there). :meth:`options` checks them through :mod:`benchmark.config`, the path
     the profile and the training settings take too.
+    ``notes(options)`` gives the lines the report's banner adds for this run's options (a departure
+    from the original that a profile chooses, e.g. a smaller budget offline).
     """
 
     name: str
@@ -118,6 +120,7 @@ class Method:
     reference: Mapping[str, float] | None = None
     load_official: Callable[[nn.Module, Path], None] | None = None
     limits: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    notes: Callable[[Options], list[str]] | None = None
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):

@@ -53,6 +53,11 @@ RELEASES = {r.name: r for r in (
             "megvii-research/NAFNet README, NAFNet-GoPro-width32", {"width": 32}),
     Release("nafnet-64", "nafnet", "NAFNet-GoPro-width64.pth", (drive("1S0PVRbyTakYY9a82kujgZLbMihfNBLfC"),),
             "megvii-research/NAFNet README, NAFNet-GoPro-width64", {"width": 64}),
+    # Sun et al.'s MatConvNet model; the archive (or net-epoch-600.mat with kernels.mat beside it, given
+    # under weights.files) is read by models.sun.load_matconvnet.
+    Release("sun", "sun", "DLFE-78101.zip",
+            ("http://gr.xjtu.edu.cn/c/document_library/get_file?folderId=2076150&name=DLFE-78101.zip",),
+            "Sun et al.'s release (Jian Sun's page at XJTU, DLFE-78101.zip): net-epoch-600.mat and kernels.mat"),
 )}
 
 

@@ -80,6 +80,9 @@ def profile_deviations(cfg: Mapping[str, Any]) -> list[str]:
         out.append(f"Perceptual loss: MSE over C x H x W (perceptual_reduction: chw), not Eq. 12's 1/(W x H); "
                    f"lambda = {t['content_weight']:g} here is lambda = {t['content_weight'] / 256:.3g} in Eq. 12's "
                    "scale (256 channels at conv3_3).")
+    for method in registry.available():  # what a method's options in this profile change (its notes)
+        if method.notes is not None:
+            out.extend(method.notes(registry.configured_options(method.name, cfg)))
     return out
 
 

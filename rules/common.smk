@@ -120,6 +120,21 @@ def config_hash(*keys, extra=None):
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# EPLL's published patch GMM (Sun et al.'s prior, `gmm: epll`) is fetched before any restore or timing
+# of a method that uses it, into the folder of that method's `gmm_file`.
+EPLL_FILES = {registry.configured_options(m, CFG)["gmm_file"] for m in METHODS
+              if registry.configured_options(m, CFG).get("gmm") == "epll"}
+if len(EPLL_FILES) > 1:
+    raise WorkflowError(f"methods name different EPLL model files ({', '.join(sorted(EPLL_FILES))}): use one")
+EPLL_ROOT = str(Path(next(iter(EPLL_FILES))).parent) if EPLL_FILES else "weights"
+
+
+def epll_ready(name):
+    """The fetch record of EPLL's GMM when the method behind `name` restores with it, else nothing."""
+    options = registry.configured_options(name, CFG)
+    return [f"{R}/data/epll-gmm.fetched.json"] if options.get("gmm") == "epll" else []
+
+
 # The ImageNet VGG19 weights are fetched (and their hash checked) before any training that uses them.
 VGG19_READY = [f"{R}/data/vgg19.fetched.json"] if CFG["train"]["perceptual_weights"] == "imagenet" else []
 
@@ -128,6 +143,8 @@ def fetch_args(dataset):
     """--root, --mirror, --archive and --md5 for `deblurbench fetch`, as a list (each quoted by `:q`)."""
     if dataset == "vgg19":
         return []
+    if dataset == "epll-gmm":
+        return ["--root", EPLL_ROOT]
     cfg = CFG["data"][dataset]
     args = ["--root", cfg["root"]]
     for url in cfg.get("mirrors", []):

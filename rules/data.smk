@@ -25,7 +25,7 @@ rule fetch:
     params:
         sources=lambda w: fetch_args(w.dataset),
     wildcard_constraints:
-        dataset="|".join([*DATASETS, "vgg19"]),
+        dataset="|".join([*DATASETS, "vgg19", "epll-gmm"]),
     retries: 2
     localrule: True
     resources:

@@ -12,6 +12,7 @@ rule restore:
         data=list(DATA_READY.values()),
         weights=lambda w: weights_of(w.method),
         kernels=lambda w: pan_kernels(w.method),
+        gmm=lambda w: epll_ready(method_of(w.method)),
     output:
         f"{R}/restored/{{method}}/shard-{{shard}}.json",
     params:
@@ -71,6 +72,7 @@ rule score:
 rule time:
     input:
         weights=lambda w: weights_of(w.method),
+        gmm=lambda w: epll_ready(w.method),
     output:
         f"{R}/timing/{{method}}.json",
     params:

@@ -32,6 +32,7 @@ rule restore_release:
         data=list(DATA_READY.values()),
         record=f"{RR}/{{release}}.fetched.json",
         weights=f"{WEIGHTS_ROOT}/{{release}}.safetensors",
+        gmm=lambda w: epll_ready(_releases.release(w.release).method),
     output:
         f"{RR}/restored/{{release}}/shard-{{shard}}.json",
     params:
@@ -90,6 +91,7 @@ rule score_release:
 rule time_release:
     input:
         weights=f"{WEIGHTS_ROOT}/{{release}}.safetensors",
+        gmm=lambda w: epll_ready(_releases.release(w.release).method),
     output:
         f"{RR}/timing/{{release}}.json",
     params:

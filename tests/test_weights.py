@@ -124,7 +124,8 @@ def test_a_local_file_through_the_command_line(small_release, tmp_path, capsys):
         == EXIT_ERROR
     assert "none.pth: no such file" in capsys.readouterr().err
     assert main(["fetch", "weights", "nafnet-128", "--root", str(root)]) == EXIT_ERROR
-    assert "unknown release 'nafnet-128'; choose deblurgan, deepdeblur, nafnet-32, nafnet-64" in capsys.readouterr().err
+    assert ("unknown release 'nafnet-128'; choose deblurgan, deepdeblur, nafnet-32, nafnet-64, sun"
+            in capsys.readouterr().err)
 
 
 def test_google_drive_links_follow_the_confirmation_page(server, small_release, tmp_path, monkeypatch):
@@ -196,9 +197,9 @@ def test_a_deepdeblur_zip_with_a_bad_crc_is_one_line(tmp_path, capsys):
 
 
 def test_every_release_names_its_readme_link_and_loads_into_its_method():
-    assert set(RELEASES) == {"deblurgan", "deepdeblur", "nafnet-32", "nafnet-64"}
-    for rel in RELEASES.values():
-        assert all(u.startswith("https://drive.google.com/uc?id=") for u in rel.urls)
+    assert set(RELEASES) == {"deblurgan", "deepdeblur", "nafnet-32", "nafnet-64", "sun"}
+    for rel in RELEASES.values():  # Sun et al.'s archive is on Jian Sun's page, the others on Google Drive
+        assert all(u.startswith("https://drive.google.com/uc?id=") for u in rel.urls) or rel.name == "sun"
         assert registry.get(rel.method).load_official is not None
     assert RELEASES["nafnet-64"].options == {"width": 64} and RELEASES["deepdeblur"].filename.endswith(".zip")
     assert releases.cached_path("w", "nafnet-64").name == "nafnet-64.safetensors"
