@@ -34,7 +34,7 @@ register(Method(
     training=Training(content_loss=Lazy("models.deepdeblur:MultiScaleContent"),
                       build_critic=Lazy("models.deepdeblur:build_discriminator"), adversarial="bce",
                       adversarial_weight=1e-4),
-    defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "loss": "l1", "lr": 1e-4,
+    defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "loss": "l1", "init": "official", "lr": 1e-4,
               "betas": [0.9, 0.999], "eps": 1e-8, "lr_final": 1.25e-5, "batch_size": 16, "crop": 256,
               "n_critic": 1},
     deviations=(

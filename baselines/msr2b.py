@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from benchmark.registry import Lazy, Method, Training, register
 
-GAN_TRAINING = Training(content_loss=Lazy("models.losses:WeightedPerceptual"), build_critic=Lazy("models.critic:build"))
+GAN_TRAINING = Training(content_loss=Lazy("models.losses:WeightedContent"), build_critic=Lazy("models.critic:build"))
 
 
 def _register_variant(name: str, display_name: str, block: str, paper_row: str, summary: str) -> Method:
@@ -19,7 +19,7 @@ def _register_variant(name: str, display_name: str, block: str, paper_row: str, 
         summary=summary,
         build=Lazy("models.generator:build"),
         training=GAN_TRAINING,
-        defaults={"block": block, "k": 9, "width": 32, "w0": "identity"},
+        defaults={"block": block, "k": 9, "width": 32, "w0": "identity", "init": "he-zero-out"},
         paper_row=paper_row,
     ))
 

@@ -37,8 +37,8 @@ register(Method(
     build=Lazy("models.nafnet:build"),
     training=Training(content_loss=Lazy("models.nafnet:PSNRLoss"), prepare_batch=Lazy("models.nafnet:to_unit_range")),
     defaults={"width": 64, "enc_blk_nums": [1, 1, 1, 28], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1],
-              "local": True, "train_size": 256, "lr": 1e-3, "betas": [0.9, 0.9], "eps": 1e-8, "lr_final": 1e-7,
-              "batch_size": 64, "crop": 256},
+              "local": True, "train_size": 256, "init": "official", "lr": 1e-3, "betas": [0.9, 0.9], "eps": 1e-8,
+              "lr_final": 1e-7, "batch_size": 64, "crop": 256},
     deviations=(
         "Trained by this suite's loop: Adam without weight decay (the official AdamW has 1e-3) and this "
         "profile's epochs with a linear decay to 1e-7 (official: cosine over 400k iterations, batch 64 of 256 "
