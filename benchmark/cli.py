@@ -144,15 +144,16 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_synthesise(args: argparse.Namespace) -> int:
-    from benchmark.synthetic import synthesise_gopro, synthesise_kohler
+    from benchmark.synthetic import synthesise_gopro, synthesise_kohler, synthetic_shake
 
     s = {**load_profile(args.config).get("data", {}).get("synthetic", {}), **(args.params or {})}
     if not s:
         raise CliError("synthesise needs --config PROFILE.yaml or --params JSON with the data.synthetic settings")
     gopro = synthesise_gopro(args.out / "gopro", seed=s["seed"], train_pairs=s["train_pairs"],
-                             test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"])
+                             test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"],
+                             **synthetic_shake(s))
     kohler = synthesise_kohler(args.out / "kohler", seed=s["seed"] + 1, n_paths=s["kohler_paths"],
-                               size=s["kohler_size"], n_subframes=s["n_subframes"])
+                               size=s["kohler_size"], n_subframes=s["n_subframes"], **synthetic_shake(s))
     _write_text(args.out / "synthetic.json", json.dumps({"gopro": gopro, "kohler": kohler, "settings": s},
                                                         indent=2, default=str))
     print(f"synthesised {args.out}")
@@ -238,6 +239,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "extended_from": trainer.extensions or None,
         "speed": trainer.speed,
         "wall_seconds": trainer.wall_seconds, "this_call_seconds": time.perf_counter() - started,
+        "health": trainer.final_health,  # collapse to the identity, residual size, dead ReLUs (benchmark/train.py)
     })
     if trainer.iteration < trainer.total_iters:
         print(f"stopped after {trainer.iteration} of {trainer.total_iters} iterations; "
