@@ -23,7 +23,7 @@ register(Method(
                       build_critic=Lazy("models.deblurgan:build_critic")),
     defaults={"ngf": 64, "n_blocks": 9, "dropout": 0.5, "init": "normal-0.02", "lr": 1e-4, "betas": [0.5, 0.999],
               "eps": 1e-8, "lr_final": 0.0, "n_critic": 5, "gp_weight": 10.0, "content_weight": 100.0,
-              "perceptual_normalize": False, "batch_size": 1, "crop": 256,
+              "perceptual_normalize": False, "batch_size": 1, "crop": 256, "content": "perceptual",
               # the official loop's conventions, whatever the profile sets for the paper's network
               "gp_reduction": "sum", "perceptual_reduction": "chw", "critic_batches": "same"},
     deviations=(

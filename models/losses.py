@@ -196,7 +196,7 @@ class PerceptualLoss(nn.Module):
         return squared.mean() if self.reduction == "chw" else squared.sum(dim=1).mean()
 
 
-CONTENT_TERMS = ("perceptual", "l1")
+CONTENT_TERMS = ("perceptual", "l1", "mse")
 
 
 class WeightedContent(nn.Module):
@@ -204,9 +204,10 @@ class WeightedContent(nn.Module):
     MSR2B, its ablations and DeblurGAN.
 
     ``content``: ``perceptual`` (the paper's: MSE between VGG19 conv3_3 features, :class:`PerceptualLoss`)
-    or ``l1`` (mean absolute error on the [-1, 1] images): the offline profiles' departure, because
-    without the ImageNet weights the perceptual term is a random-feature loss that is measured to pull
-    PSNR below the blurred input (``docs/measurements.md``)."""
+    or a pixel loss on the [-1, 1] images, ``l1`` (mean absolute error) or ``mse`` (mean squared error, the
+    loss PSNR measures): the offline profiles' departure, because without the ImageNet weights the
+    perceptual term is a random-feature loss that is measured to pull PSNR below the blurred input
+    (``docs/measurements.md``)."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__()
@@ -220,6 +221,8 @@ class WeightedContent(nn.Module):
                                              reduction=options.get("perceptual_reduction", "chw"))
 
     def forward(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-        if self.perceptual is None:
+        if self.term == "l1":
             return self.weight * F.l1_loss(restored, sharp)
+        if self.term == "mse":
+            return self.weight * F.mse_loss(restored, sharp)
         return self.weight * self.perceptual(restored, sharp)

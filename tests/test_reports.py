@@ -129,7 +129,9 @@ def _config(**train) -> dict:
 def test_the_paper_profile_banner_lists_only_the_loss_conventions():
     cfg = _config()
     banner = render.profile_deviations(cfg)
-    assert len(banner) == 3  # timing hardware, gradient penalty on the sum, perceptual MSE
+    # timing hardware, gradient penalty on the sum, perceptual MSE; then the retrained NAFNet's own departures
+    assert len(banner) == 5 and all(line.endswith("(its own: 64).") for line in banner[3:])
+    assert banner[3].startswith("width: Chen et al. (NAFNet) 32") and banner[4].startswith("batch_size:")
     assert any("gp_reduction: sum" in line for line in banner)
     assert any("perceptual_reduction: chw" in line and "0.391" in line for line in banner)
     assert render.pipeline_note(cfg) is None
@@ -189,3 +191,19 @@ def test_the_hardware_line_names_the_networks_device_and_where_classical_methods
     assert render.hardware_of([pan, {**net, "device": "cpu", "gpu": ""}]) == {"device": "cpu", "cpu": "EPYC"}
     assert render.hardware_of([pan]) == {"device": "cpu", "cpu": "EPYC"}
     assert render.hardware_of([]) == {}
+
+
+def test_each_offline_departure_is_named_with_the_profiles_reason():
+    cfg = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    banner = render.profile_deviations(cfg)
+    content = next(line for line in banner if line.startswith("Content term: content = mse"))
+    assert content.endswith(cfg["departures"]["content"] + ".")
+    assert any(line.startswith("Training: n_critic = 0 (paper: 5): a WGAN-GP critic") for line in banner)
+    assert any(line.startswith("Training: warmup_iterations = 20 (paper: 0): ") for line in banner)
+    init = next(line for line in banner if line.startswith("init: "))
+    assert "Kupyn et al. [19] normal-0.02-zero-out (its own: normal-0.02)" in init and "identity" in init
+    # no critic, no perceptual term: their conventions are not listed as departures
+    assert not any("gp_reduction" in line or "perceptual_reduction" in line for line in banner)
+    progress = [{"run": "msr2b", "iterations": 83, "batch_size": 1, "fraction_of_paper": 1e-4,
+                 "health": "msr2b: collapsed to the identity at iteration 83: ..."}]
+    assert render.training_lines(progress)[-1] == "Training health: msr2b: collapsed to the identity at iteration 83: ...."
