@@ -19,7 +19,7 @@ def _register_variant(name: str, display_name: str, block: str, paper_row: str, 
         summary=summary,
         build=Lazy("models.generator:build"),
         training=GAN_TRAINING,
-        defaults={"block": block, "k": 9, "width": 32, "w0": "identity", "init": "he-zero-out"},
+        defaults={"block": block, "k": 9, "width": 32, "w0": "identity", "init": "he-identity"},
         paper_row=paper_row,
     ))
 

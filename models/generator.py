@@ -139,13 +139,14 @@ class Generator(nn.Module):
 
     ``init`` is a scheme of :mod:`models.init`; the paper is silent. ``normal-0.02`` (DeblurGAN's, made
     for a network with InstanceNorm after every conv) starves this one, which has none: the residual
-    starts some 1e-4 of what it must learn and the tail's ReLUs die early in training
-    (``docs/measurements.md``); ``he-zero-out`` starts at the identity with live ReLUs."""
+    starts at about 0.01 grey levels and more ReLUs die in training; plain ``he`` grows the activations
+    block by block to several hundred; ``he-identity`` (the default, chosen by the measurement in
+    ``docs/measurements.md``) starts every block and the whole network at the identity."""
 
     size_multiple = 4  # two stride-2 convs
 
     def __init__(self, block: str = "msr2b", k: int = 9, width: int = 32, w0: str = "identity",
-                 channels: int = 256, init: str = "he-zero-out") -> None:
+                 channels: int = 256, init: str = "he-identity") -> None:
         super().__init__()
         if k < 1:
             raise ValueError(f"Generator: k (number of blocks) must be at least 1, not {k}")

@@ -196,7 +196,7 @@ def test_the_hardware_line_names_the_networks_device_and_where_classical_methods
 def test_each_offline_departure_is_named_with_the_profiles_reason():
     cfg = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
     banner = render.profile_deviations(cfg)
-    content = next(line for line in banner if line.startswith("Content term: content = mse"))
+    content = next(line for line in banner if line.startswith("Content term: content = l1"))
     assert content.endswith(cfg["departures"]["content"] + ".")
     assert any(line.startswith("Training: n_critic = 0 (paper: 5): a WGAN-GP critic") for line in banner)
     assert any(line.startswith("Training: warmup_iterations = 20 (paper: 0): ") for line in banner)
