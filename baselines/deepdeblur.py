@@ -21,7 +21,7 @@ Loss, option ``loss``:
 
 from __future__ import annotations
 
-from benchmark.registry import Lazy, Method, Training, register
+from benchmark.registry import INIT_LIMIT, Lazy, Method, Training, register
 
 register(Method(
     name="deepdeblur",
@@ -34,10 +34,10 @@ register(Method(
     training=Training(content_loss=Lazy("models.deepdeblur:MultiScaleContent"),
                       build_critic=Lazy("models.deepdeblur:build_discriminator"), adversarial="bce",
                       adversarial_weight=1e-4),
-    defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "loss": "l1", "lr": 1e-4,
+    defaults={"scales": 3, "features": 64, "blocks": 19, "kernel": 5, "loss": "l1", "init": "official", "lr": 1e-4,
               "betas": [0.9, 0.999], "eps": 1e-8, "lr_final": 1.25e-5, "batch_size": 16, "crop": 256,
               "n_critic": 1},
-    limits={"scales": {"minimum": 1}, "features": {"minimum": 1}, "blocks": {"minimum": 0},
+    limits={"init": INIT_LIMIT, "scales": {"minimum": 1}, "features": {"minimum": 1}, "blocks": {"minimum": 0},
             "kernel": {"minimum": 1, "not": {"multipleOf": 2}}, "loss": {"enum": ["l1", "mse+adv"]}},
     deviations=(
         "Loss: by default the PyTorch release's multi-scale L1, not the paper's MSE + 1e-4 adversarial term "

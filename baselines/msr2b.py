@@ -6,9 +6,9 @@ critic and the WGAN-GP + lambda x perceptual loss; only the block type differs.
 
 from __future__ import annotations
 
-from benchmark.registry import Lazy, Method, Training, register
+from benchmark.registry import INIT_LIMIT, Lazy, Method, Training, register
 
-GAN_TRAINING = Training(content_loss=Lazy("models.losses:WeightedPerceptual"), build_critic=Lazy("models.critic:build"))
+GAN_TRAINING = Training(content_loss=Lazy("models.losses:WeightedContent"), build_critic=Lazy("models.critic:build"))
 
 
 def _register_variant(name: str, display_name: str, block: str, paper_row: str, summary: str) -> Method:
@@ -19,9 +19,9 @@ def _register_variant(name: str, display_name: str, block: str, paper_row: str, 
         summary=summary,
         build=Lazy("models.generator:build"),
         training=GAN_TRAINING,
-        defaults={"block": block, "k": 9, "width": 32, "w0": "identity"},
+        defaults={"block": block, "k": 9, "width": 32, "w0": "identity", "init": "he-identity"},
         limits={"block": {"enum": ["msr2b", "res2net", "resnet"]}, "k": {"minimum": 1}, "width": {"minimum": 1},
-                "w0": {"enum": ["identity", "t1"]}},
+                "w0": {"enum": ["identity", "t1"]}, "init": INIT_LIMIT},
         paper_row=paper_row,
     ))
 

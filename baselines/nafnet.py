@@ -25,7 +25,7 @@ lr 1e-3, betas (0.9, 0.9), decaying to 1e-7.
 
 from __future__ import annotations
 
-from benchmark.registry import Lazy, Method, Training, register
+from benchmark.registry import INIT_LIMIT, Lazy, Method, Training, register
 
 register(Method(
     name="nafnet",
@@ -37,11 +37,11 @@ register(Method(
     build=Lazy("models.nafnet:build"),
     training=Training(content_loss=Lazy("models.nafnet:PSNRLoss"), prepare_batch=Lazy("models.nafnet:to_unit_range")),
     defaults={"width": 64, "enc_blk_nums": [1, 1, 1, 28], "middle_blk_num": 1, "dec_blk_nums": [1, 1, 1, 1],
-              "local": True, "train_size": 256, "lr": 1e-3, "betas": [0.9, 0.9], "eps": 1e-8, "lr_final": 1e-7,
-              "batch_size": 64, "crop": 256},
+              "local": True, "train_size": 256, "init": "official", "lr": 1e-3, "betas": [0.9, 0.9], "eps": 1e-8,
+              "lr_final": 1e-7, "batch_size": 64, "crop": 256},
     limits={"width": {"minimum": 1}, "enc_blk_nums": {"minItems": 1, "items": {"minimum": 0}},
             "middle_blk_num": {"minimum": 0}, "dec_blk_nums": {"minItems": 1, "items": {"minimum": 0}},
-            "train_size": {"minimum": 1}},
+            "train_size": {"minimum": 1}, "init": INIT_LIMIT},
     deviations=(
         "Trained by this suite's loop: Adam without weight decay (the official AdamW has 1e-3) and this "
         "profile's epochs with a linear decay to 1e-7 (official: cosine over 400k iterations, batch 64 of 256 "

@@ -189,7 +189,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_synthesise(args: argparse.Namespace) -> int:
     from benchmark.config import ConfigError, problems, schema
-    from benchmark.synthetic import synthesise_gopro, synthesise_kohler
+    from benchmark.synthetic import synthesise_gopro, synthesise_kohler, synthetic_shake
 
     s = {**load_profile(args.config).get("data", {}).get("synthetic", {}), **(args.params or {})}
     if not s:
@@ -198,16 +198,18 @@ def cmd_synthesise(args: argparse.Namespace) -> int:
     if found:
         raise ConfigError(found)
     gopro = synthesise_gopro(args.out / "gopro", seed=s["seed"], train_pairs=s["train_pairs"],
-                             test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"])
+                             test_pairs=s["test_pairs"], size=s["size"], n_subframes=s["n_subframes"],
+                             **synthetic_shake(s))
     kohler = synthesise_kohler(args.out / "kohler", seed=s["seed"] + 1, n_paths=s["kohler_paths"],
-                               size=s["kohler_size"], n_subframes=s["n_subframes"])
+                               size=s["kohler_size"], n_subframes=s["n_subframes"], **synthetic_shake(s))
     record = {"gopro": gopro, "kohler": kohler, "settings": s}
     if s.get("generalisation_pairs", 0) > 0:  # the generalisation sets' stand-ins, in their own layouts
         from benchmark.standins import synthesise_hide, synthesise_realblur
 
+        shake = synthetic_shake(s).get("max_translation_px", 4.0)
         for name, make in (("hide", synthesise_hide), ("realblur", synthesise_realblur)):
             record[name] = make(args.out / name, seed=s["seed"], pairs=s["generalisation_pairs"], size=s["size"],
-                                n_subframes=s["n_subframes"])
+                                n_subframes=s["n_subframes"], max_translation_px=shake)
     _write_text(args.out / "synthetic.json", json.dumps(record, indent=2, default=str))
     print(f"synthesised {args.out}")
     return 0
@@ -296,6 +298,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "extended_from": trainer.extensions or None,
         "speed": trainer.speed,
         "wall_seconds": trainer.wall_seconds, "this_call_seconds": time.perf_counter() - started,
+        "health": trainer.final_health,  # collapse to the identity, residual size, dead ReLUs (benchmark/train.py)
     })
     if trainer.iteration < trainer.total_iters:
         print(f"stopped after {trainer.iteration} of {trainer.total_iters} iterations; "

@@ -83,6 +83,10 @@ class Lazy:
         return self.resolve()(*args, **kwargs)
 
 
+# The weight initialisations of models/init.py (BASES x {"", "-zero-out", "-identity"}), as an option limit
+# the torch-free declarations can state.
+INIT_LIMIT = {"pattern": "^(normal-0\\.02|he|official)(-zero-out|-identity)?$"}
+
 # The default ``restore`` of a network: :func:`benchmark.inference.network_restore`.
 network_restore = Lazy("benchmark.inference:network_restore")
 

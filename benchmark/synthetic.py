@@ -13,7 +13,10 @@ translated by the pose, sampled bilinearly from the full photo in linear light; 
 middle sub-frame is the identity, so the sharp target is the photo crop itself. Everything is
 drawn from ``numpy.random.default_rng`` seeded by ``[seed, ...]`` lists, so a pair depends only
 on the seed and its own place (split, photo, index), not on how many other pairs are made.
-Sensor noise and saturation are not modelled.
+Sensor noise (``noise_sigma``): every sub-frame gets its own Gaussian noise on its gamma-encoded
+values, as each of GOPRO's 240 fps frames carries its own; the sharp target is one such noisy frame
+and the blurred image their average (noise / sqrt(N)), so the pair differs by noise as well as by
+blur, as GOPRO's do. Saturation is not modelled.
 """
 
 from __future__ import annotations
@@ -100,6 +103,11 @@ def srgb_to_linear(image: np.ndarray) -> np.ndarray:
     return _LINEAR_OF_UINT8[image]
 
 
+def srgb_to_linear_float(encoded: np.ndarray) -> np.ndarray:
+    """float gamma-encoded values in [0, 1] -> linear light (inverse gamma 2.2)."""
+    return np.clip(encoded, 0.0, 1.0) ** GAMMA
+
+
 def linear_to_srgb(linear: np.ndarray) -> np.ndarray:
     """float linear light in [0, 1] -> float gamma-encoded values in [0, 1] (gamma 1 / 2.2)."""
     return np.clip(linear, 0.0, 1.0) ** (1.0 / GAMMA)
@@ -157,7 +165,8 @@ class CameraShake:
     middle pose is ``max_translation_px`` times a factor drawn from
     ``[min_amplitude_fraction, 1]``, and likewise the largest angle with ``max_rotation_deg``.
     The defaults keep consecutive sub-frames about a pixel apart at 9 sub-frames (further apart,
-    the average shows separate copies, the ghosting GOPRO is known for).
+    the average shows separate copies, the ghosting GOPRO is known for). ``noise_sigma`` is each
+    sub-frame's sensor noise in grey levels (0-255, gamma-encoded).
     """
 
     n_subframes: int = 9
@@ -165,6 +174,7 @@ class CameraShake:
     max_rotation_deg: float = 1.5
     momentum: float = 0.8
     min_amplitude_fraction: float = 0.3
+    noise_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n_subframes < 1:
@@ -173,8 +183,8 @@ class CameraShake:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 <= self.min_amplitude_fraction <= 1.0:
             raise ValueError(f"min_amplitude_fraction must be in [0, 1], got {self.min_amplitude_fraction}")
-        if self.max_translation_px < 0 or self.max_rotation_deg < 0:
-            raise ValueError("max_translation_px and max_rotation_deg must not be negative")
+        if self.max_translation_px < 0 or self.max_rotation_deg < 0 or self.noise_sigma < 0:
+            raise ValueError("max_translation_px, max_rotation_deg and noise_sigma must not be negative")
 
     def sample_path(self, rng: np.random.Generator) -> CameraPath:
         """Draw one path from ``rng``."""
@@ -196,12 +206,13 @@ class CameraShake:
         return CameraPath(angles_deg=angles, shifts_px=shifts)
 
     def render(self, photo: np.ndarray, top: int, left: int, height: int, width: int,
-               path: CameraPath) -> RenderedShake:
+               path: CameraPath, rng: np.random.Generator | None = None) -> RenderedShake:
         """Expose the ``height`` x ``width`` window of ``photo`` at (``top``, ``left``) along ``path``.
 
         Sub-frames are sampled bilinearly from the whole photo (reflected at its borders), in
-        linear light. ``blur_gamma`` averages them in linear light; ``blur`` averages their
-        gamma-encoded values (GOPRO's linear-response version); ``sharp`` is the middle sub-frame.
+        linear light, then get their noise (drawn from ``rng``, needed when ``noise_sigma`` > 0).
+        ``blur_gamma`` averages them in linear light; ``blur`` averages their gamma-encoded values
+        (GOPRO's linear-response version); ``sharp`` is the middle sub-frame.
         """
         photo_h, photo_w = photo.shape[:2]
         if not (0 <= top and top + height <= photo_h and 0 <= left and left + width <= photo_w):
@@ -226,6 +237,11 @@ class CameraShake:
             ndimage.map_coordinates(np.ascontiguousarray(window[..., c]), coords, order=1, mode="reflect")
             for c in range(3)], axis=-1)
         frames_gamma = linear_to_srgb(frames_linear)
+        if self.noise_sigma > 0:
+            if rng is None:
+                raise ValueError("CameraShake.render: noise_sigma > 0 needs an rng for the noise")
+            frames_gamma = np.clip(frames_gamma + rng.normal(0.0, self.noise_sigma / 255.0, frames_gamma.shape), 0, 1)
+            frames_linear = srgb_to_linear_float(frames_gamma)
         frames = quantise(frames_gamma)
         return RenderedShake(
             frames=frames,
@@ -233,6 +249,17 @@ class CameraShake:
             blur_gamma=quantise(linear_to_srgb(frames_linear.mean(axis=0))),
             sharp=frames[len(path) // 2],
         )
+
+
+# The camera-shake settings a profile may set under data.synthetic (config/schema.yaml); others keep
+# CameraShake's defaults.
+SHAKE_SETTINGS = ("max_translation_px", "max_rotation_deg", "noise_sigma")
+
+
+def synthetic_shake(settings: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`synthesise_gopro` / :func:`synthesise_kohler` that shape the shake,
+    from a profile's ``data.synthetic`` section."""
+    return {k: settings[k] for k in SHAKE_SETTINGS if k in settings}
 
 
 def check_photo_split(train_photos: Sequence[str], test_photos: Sequence[str]) -> None:
@@ -279,7 +306,7 @@ def synthesise_gopro(root: str | os.PathLike[str], *, seed: int, train_pairs: in
                      size: int = 128, n_subframes: int = 9, train_photos: Sequence[str] = TRAIN_PHOTOS,
                      test_photos: Sequence[str] = TEST_PHOTOS, max_translation_px: float = 4.0,
                      max_rotation_deg: float = 1.5, momentum: float = 0.8,
-                     min_amplitude_fraction: float = 0.3) -> dict[str, Any]:
+                     min_amplitude_fraction: float = 0.3, noise_sigma: float = 0.0) -> dict[str, Any]:
     """Write a GOPRO-layout tree ``<root>/{train,test}/SYN_<photo>/{blur,blur_gamma,sharp}/NNNNNN.png``.
 
     One sequence per photo, the pairs of a split spread evenly over its photos; each pair is a
@@ -292,7 +319,7 @@ def synthesise_gopro(root: str | os.PathLike[str], *, seed: int, train_pairs: in
     check_photo_split(train_photos, test_photos)
     shake = CameraShake(n_subframes=n_subframes, max_translation_px=max_translation_px,
                         max_rotation_deg=max_rotation_deg, momentum=momentum,
-                        min_amplitude_fraction=min_amplitude_fraction)
+                        min_amplitude_fraction=min_amplitude_fraction, noise_sigma=noise_sigma)
     plan = {"train": (tuple(train_photos), train_pairs), "test": (tuple(test_photos), test_pairs)}
     for split, (photos, count) in plan.items():
         if count < 0 or (count > 0 and not photos):
@@ -314,7 +341,7 @@ def synthesise_gopro(root: str | os.PathLike[str], *, seed: int, train_pairs: in
                     top = int(rng.integers(0, photo.shape[0] - size + 1))
                     left = int(rng.integers(0, photo.shape[1] - size + 1))
                     path = shake.sample_path(rng)
-                    exposure = shake.render(photo, top, left, size, size, path)
+                    exposure = shake.render(photo, top, left, size, size, path, rng)
                     file_name = f"{k * n_subframes + n_subframes // 2 + 1:06d}.png"
                     write_image(seq_dir / "blur" / file_name, exposure.blur)
                     write_image(seq_dir / "blur_gamma" / file_name, exposure.blur_gamma)
@@ -333,7 +360,7 @@ def synthesise_gopro(root: str | os.PathLike[str], *, seed: int, train_pairs: in
 def synthesise_kohler(root: str | os.PathLike[str], *, seed: int, photos: Sequence[str] = TEST_PHOTOS,
                       n_paths: int = 12, size: int = 128, n_subframes: int = 9,
                       max_translation_px: float = 4.0, max_rotation_deg: float = 1.5, momentum: float = 0.8,
-                      min_amplitude_fraction: float = 0.3) -> dict[str, Any]:
+                      min_amplitude_fraction: float = 0.3, noise_sigma: float = 0.0) -> dict[str, Any]:
     """Write a Köhler-layout tree: ``<root>/BlurryImages/Blurry{i}_{j}.png`` and every sub-frame as
     ``<root>/Image{i}/Kernel{j}/GroundTruth{i}_{j}_{frame}.png`` (frame from 1).
 
@@ -349,7 +376,7 @@ def synthesise_kohler(root: str | os.PathLike[str], *, seed: int, photos: Sequen
         raise ValueError(f"need at least one photo and one path, got {list(photos)} and n_paths={n_paths}")
     shake = CameraShake(n_subframes=n_subframes, max_translation_px=max_translation_px,
                         max_rotation_deg=max_rotation_deg, momentum=momentum,
-                        min_amplitude_fraction=min_amplitude_fraction)
+                        min_amplitude_fraction=min_amplitude_fraction, noise_sigma=noise_sigma)
     for name in photos:
         photo_h, photo_w = load_photo(name).shape[:2]
         if not 1 <= size <= min(photo_h, photo_w):
@@ -361,7 +388,7 @@ def synthesise_kohler(root: str | os.PathLike[str], *, seed: int, photos: Sequen
             photo = load_photo(name)
             top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
             for j, path in enumerate(paths, start=1):
-                exposure = shake.render(photo, top, left, size, size, path)
+                exposure = shake.render(photo, top, left, size, size, path, np.random.default_rng([seed, i, j]))
                 write_image(tmp / "BlurryImages" / f"Blurry{i}_{j}.png", exposure.blur_gamma)
                 for frame, image in enumerate(exposure.frames, start=1):
                     write_image(tmp / f"Image{i}" / f"Kernel{j}" / f"GroundTruth{i}_{j}_{frame}.png", image)

@@ -33,28 +33,37 @@ from benchmark.registry import Method, network_restore
 from benchmark.weights import UnreadableWeights, torch_file
 from models.losses import bce_discriminator_loss, bce_generator_loss, critic_loss, generator_adversarial_loss
 
-LOG_FIELDS = ("iteration", "epoch", "lr", "loss_critic", "gradient_penalty", "loss_adversarial", "loss_content")
+LOG_FIELDS = ("iteration", "epoch", "lr", "loss_critic", "gradient_penalty", "loss_adversarial", "loss_content",
+              "residual_rms", "dead_relu", "dead_relu_max")
+# The output "rounds to the input" when fewer than this share of its uint8 values differ from the input's.
+IDENTITY_CHANGED = 1e-3
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """lr constant for ``epochs_constant`` epochs, then linear decay to ``lr_final`` over ``epochs_decay``."""
+    """lr constant for ``epochs_constant`` epochs, then linear decay to ``lr_final`` over ``epochs_decay``;
+    the first ``warmup`` iterations ramp linearly up to it (``warmup_iterations``; the paper has none)."""
 
     lr: float
     lr_final: float
     epochs_constant: int
     epochs_decay: int
+    warmup: int = 0
 
     @property
     def epochs(self) -> int:
         return self.epochs_constant + self.epochs_decay
 
-    def lr_at(self, epoch: int) -> float:
-        """Learning rate during ``epoch`` (0-based); the last decay epoch runs at ``lr_final``."""
-        if epoch < self.epochs_constant or self.epochs_decay == 0:
-            return self.lr
-        done = min(epoch - self.epochs_constant + 1, self.epochs_decay) / self.epochs_decay
-        return self.lr + (self.lr_final - self.lr) * done
+    def lr_at(self, epoch: int, iteration: int | None = None) -> float:
+        """Learning rate during ``epoch`` (0-based) at ``iteration`` (0-based); the last decay epoch runs
+        at ``lr_final``; iteration i < ``warmup`` runs at (i + 1) / ``warmup`` of that."""
+        lr = self.lr
+        if epoch >= self.epochs_constant and self.epochs_decay > 0:
+            done = min(epoch - self.epochs_constant + 1, self.epochs_decay) / self.epochs_decay
+            lr = self.lr + (self.lr_final - self.lr) * done
+        if iteration is not None and iteration < self.warmup:
+            lr *= (iteration + 1) / self.warmup
+        return lr
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,7 +128,7 @@ def load_checkpoint(path: Path, map_location: torch.device | str = "cpu") -> dic
 # Settings that change how fast or how visibly a run goes, not what it computes: a checkpoint
 # resumes across a change of these. Everything else in the settings defines the run.
 NON_DEFINING_KEYS = frozenset({"quiet", "log_every", "checkpoint_every", "extend", "channels_last",
-                               "cudnn_benchmark", "compile", "prefetch", "fused_adam"})
+                               "cudnn_benchmark", "compile", "prefetch", "fused_adam", "keep_checkpoint"})
 SCHEDULE_KEYS = ("epochs_constant", "epochs_decay")
 
 
@@ -207,6 +216,67 @@ def _read(tensors: Sequence[torch.Tensor]) -> list[float]:
     return torch.stack([t.detach().float().reshape(()) for t in tensors]).tolist()
 
 
+def network_health(net: torch.nn.Module, inputs: torch.Tensor,
+                   value_range: tuple[float, float] = (-1.0, 1.0)) -> dict[str, Any]:
+    """Has ``net`` collapsed to the identity? One forward pass on ``inputs`` (eval mode, no gradient).
+
+    ``residual_rms``: RMS of output - input in grey levels (0-255); ``changed``: the share of uint8
+    output values (rounded as a restore rounds them) that differ from the input's; ``dead``: per
+    ``nn.ReLU`` layer, the share of its channels that output zero at every position of every image.
+    ``identity``: the output rounds to the input (``changed`` < :data:`IDENTITY_CHANGED`);
+    ``collapsed``: that, and some ReLU layer is dead through and through, so no gradient reaches the
+    layers before it and the network stays the identity (functional ReLUs inside blocks are not seen)."""
+    alive: dict[str, torch.Tensor] = {}
+
+    def recorder(name: str) -> Any:
+        def record(module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
+            live = (output.detach() > 0).transpose(0, 1).flatten(1).any(dim=1)  # per channel
+            alive[name] = alive[name] | live if name in alive and alive[name].shape == live.shape else live
+        return record
+
+    handles = [m.register_forward_hook(recorder(n)) for n, m in net.named_modules() if isinstance(m, torch.nn.ReLU)]
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            output = net(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+        net.train(was_training)
+    output = (output[-1] if isinstance(output, list | tuple) else output).float()
+    low, high = value_range
+    scale = 255.0 / (high - low)
+
+    def quantised(x: torch.Tensor) -> torch.Tensor:
+        return torch.round((x.float() - low) * scale).clamp(0, 255)
+
+    changed, rms = _read([(quantised(output) != quantised(inputs)).float().mean(),
+                          ((output.clamp(low, high) - inputs.float()) * scale).pow(2).mean().sqrt()])
+    dead = {name: 1.0 - float(live.float().mean()) for name, live in alive.items()}
+    dead_layers = [name for name, fraction in dead.items() if fraction == 1.0]
+    units = sum(len(live) for live in alive.values())
+    identity = changed < IDENTITY_CHANGED
+    return {"residual_rms": rms, "changed": changed, "identity": identity, "collapsed": identity and bool(dead_layers),
+            "dead": dead, "dead_layers": dead_layers,
+            "dead_relu": sum(dead[n] * len(alive[n]) for n in alive) / units if units else 0.0,
+            "dead_relu_max": max(dead.values(), default=0.0)}
+
+
+def health_line(run: str, iteration: int, health: Mapping[str, Any]) -> str | None:
+    """One line when a network is (still) the identity: collapsed (dead ReLUs) or not yet moved; else None."""
+    if not health["identity"]:
+        return None
+    rounds = (f"its output rounds to the input on {100 * (1 - health['changed']):.2f}% of pixel values "
+              f"(residual RMS {health['residual_rms']:.2g} grey levels)")
+    if health["collapsed"]:
+        layers = ", ".join(health["dead_layers"])
+        return (f"{run}: collapsed to the identity at iteration {iteration}: {rounds} and every ReLU of {layers} "
+                "is dead, so no gradient reaches the layers before it")
+    return (f"{run}: still the identity at iteration {iteration}: {rounds}; its ReLUs are alive, so it has not "
+            "learned to leave the input yet")
+
+
 class BatchFeeder:
     """Batches on the device, in the sampler's order, the next one prepared while the current step runs.
 
@@ -282,7 +352,7 @@ class Trainer:
         self.sampler, self.out_dir, self.device = sampler, Path(out_dir), device
         self.validation, self._psnr = validation, psnr
         self.schedule = Schedule(settings["lr"], settings["lr_final"], settings["epochs_constant"],
-                                 settings["epochs_decay"])
+                                 settings["epochs_decay"], settings.get("warmup_iterations", 0))
         self.iters_per_epoch = math.ceil(len(sampler) / settings["batch_size"])
         self.total_iters = self.schedule.epochs * self.iters_per_epoch
         self.speed = speed_settings(self.settings, device)
@@ -297,7 +367,8 @@ class Trainer:
         self.generator = method.build(self.options).to(device)
         self.content_loss = method.training.content_loss({**self.options, **self.settings}).to(device)
         self.critic = self.opt_d = None
-        if method.training.build_critic is not None:
+        # n_critic 0: no critic and no adversarial term (the offline profiles' content-only recipe)
+        if method.training.build_critic is not None and settings.get("n_critic", 1) > 0:
             self.critic = method.training.build_critic(self.options)
         if self.critic is not None:
             self.critic = self.critic.to(device)
@@ -321,6 +392,8 @@ class Trainer:
         self.resumed_from: int | None = None
         self.restart_reason: str | None = None
         self.extensions: list[dict[str, Any]] = []
+        self.last_input: torch.Tensor | None = None  # the last batch's input: the health check's probe
+        self.final_health: dict[str, Any] | None = None  # network_health at the end of run(), with its line
 
     def _adam(self, params) -> torch.optim.Adam:
         s = self.settings
@@ -410,6 +483,7 @@ class Trainer:
                     _, finest = self._generate(blurred)
                 stats = self.critic_step(sharp, finest)
         blurred, sharp = self.batch()
+        self.last_input = blurred
         output, finest = self._generate(blurred)
         if self.critic is not None and not fresh:
             for _ in range(self.settings["n_critic"]):
@@ -417,7 +491,7 @@ class Trainer:
         return stats | self.generator_step(output, finest, sharp)
 
     def set_lr(self, epoch: int) -> float:
-        lr = self.schedule.lr_at(epoch)
+        lr = self.schedule.lr_at(epoch, self.iteration)
         for opt in (self.opt_g, self.opt_d):
             if opt is not None:
                 for group in opt.param_groups:
@@ -483,6 +557,19 @@ class Trainer:
         values = [self._psnr(network_restore(self.generator, b, self.options), s) for b, s in self.validation]
         self.generator.train()
         return float(np.mean(values))
+
+    def health(self) -> dict[str, Any] | None:
+        """:func:`network_health` on the last training batch (else the first validation image) for an
+        image-to-image network; ``None`` for a method whose network is no restorer (Sun et al.'s CNN)."""
+        if self.method.restore is not network_restore:
+            return None
+        value_range = getattr(self.generator, "value_range", (-1.0, 1.0))
+        probe = self.last_input
+        if probe is None and self.validation:
+            blurred = torch.from_numpy(np.ascontiguousarray(self.validation[0][0])).permute(2, 0, 1)[None].float()
+            low, high = value_range
+            probe = (blurred / 255.0 * (high - low) + low).to(self.device)
+        return None if probe is None else network_health(self.generator, probe, value_range)
 
     # -- checkpoints ----------------------------------------------------------------------------
     @property
@@ -636,6 +723,8 @@ class Trainer:
                 finite = finite & torch.isfinite(torch.stack(list(values.values()))).all()
                 log_now = self.iteration % s["log_every"] == 0 or self.iteration == end
                 checkpoint_now = self.iteration % s["checkpoint_every"] == 0 or self.iteration == end
+                if self.iteration == self.total_iters and not s.get("keep_checkpoint", True):
+                    checkpoint_now = False  # finished: model.pt is written below and no resume state is kept
                 if log_now or checkpoint_now:
                     *numbers, all_finite = _read([*values.values(), finite])
                     if not all_finite:
@@ -645,6 +734,9 @@ class Trainer:
                     checked = self.iteration
                     if log_now:
                         row = stats | dict(zip(values, numbers, strict=True))
+                        health = self.health()
+                        if health is not None:
+                            row |= {k: health[k] for k in ("residual_rms", "dead_relu", "dead_relu_max")}
                         log.write({"iteration": self.iteration, "epoch": epoch, "lr": lr, **row})
                         bar.set_postfix({k.replace("loss_", ""): f"{v:.3g}" for k, v in row.items() if v != ""})
                 finished_epoch = self.iteration % self.iters_per_epoch == 0
@@ -658,9 +750,16 @@ class Trainer:
             self.feeder.close()
             bar.close()
         self.iterations_run = self.iteration - (self.resumed_from or 0)
+        self.final_health = self.health()
+        if self.final_health is not None:
+            self.final_health["line"] = health_line(self.out_dir.name, self.iteration, self.final_health)
+            if self.final_health["line"]:
+                print(f"train {self.final_health['line']}", flush=True)
         weights = self.out_dir / "model.pt"
         if self.iteration >= self.total_iters:
             save_atomic(self.generator.state_dict(), weights)
+            if not s.get("keep_checkpoint", True):  # a finished run needs no resume state (100 MB for MSR2B)
+                self.checkpoint_path.unlink(missing_ok=True)
         return weights
 
 

@@ -1052,9 +1052,9 @@ def _(t):
     return cli(*train_args(t, "--train", '{"checkpoint_every": 0}'))
 
 
-@probe("settings", 'train --method-config {"train": {"n_critic": 0}} (trained something else, exit 0)')
+@probe("settings", 'train --method-config {"train": {"n_critic": -1}} (0 is the named content-only recipe)')
 def _(t):
-    return cli(*train_args(t, "--method-config", json.dumps({**OPTIONS, "train": {"n_critic": 0}})))
+    return cli(*train_args(t, "--method-config", json.dumps({**OPTIONS, "train": {"n_critic": -1}})))
 
 
 @probe("settings", "a profile whose methods.msr2b.train sets content_weight -100 (trained something else)")

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.generator import init_weights
+from models.init import initialise
 
 
 class PatchCritic(nn.Module):
@@ -40,7 +40,7 @@ class PatchCritic(nn.Module):
             *layer(ndf * 4, ndf * 8, 1, norm=True),
             nn.Conv2d(ndf * 8, 1, 4, stride=1, padding=1),
         )
-        init_weights(self)
+        initialise(self, "normal-0.02")
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """N x C x H x W -> N x 1 x H' x W' map of critic scores (higher = more like a sharp image)."""

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.weights import read_state, strict_load
+from models.init import IDENTITY, initialise
 
 RGB_RANGE = 255.0
 
@@ -67,15 +68,42 @@ def pyramid(x: torch.Tensor, scales: int) -> list[torch.Tensor]:
 
 
 class MSResNet(nn.Module):
-    """Returns the restored image at every scale, coarse to fine, in [-1, 1]."""
+    """Returns the restored image at every scale, coarse to fine, in [-1, 1].
 
-    def __init__(self, scales: int = 3, features: int = 64, blocks: int = 19, kernel: int = 5) -> None:
+    ``init``: a base scheme of :mod:`models.init` (``official``, the release's, is PyTorch's default), or
+    that base + ``-identity``. The network has no global skip (each scale's body computes the image
+    itself), so the untrained release starts far below its input (about -13 dB); ``-identity`` then zeroes
+    every ResBlock's second conv (each block starts as the identity, as in the "zero-init residual"
+    practice) and makes each scale's first and last convs a channel embedding and its inverse (a centred
+    1 on the blurred image's three channels, zeros elsewhere), so the untrained network returns its
+    blurred input at every scale. No ``-zero-out``: zeroing the output conv would give a grey image."""
+
+    def __init__(self, scales: int = 3, features: int = 64, blocks: int = 19, kernel: int = 5,
+                 init: str = "official") -> None:
         super().__init__()
         self.scales = scales
         self.size_multiple = 2 ** (scales - 1)
         self.body_models = nn.ModuleList(
             ScaleNet(3 if s == scales - 1 else 6, features, blocks, kernel) for s in range(scales))
         self.conv_end_models = nn.ModuleList([None] + [UpConv(kernel) for _ in range(1, scales)])
+        initialise(self, init.removesuffix(IDENTITY))
+        if init.endswith(IDENTITY):
+            self.start_at_identity()
+
+    @torch.no_grad()
+    def start_at_identity(self) -> None:
+        """Make every scale return its blurred input (see the class docstring); the other weights stay."""
+        for scale in self.body_models:
+            first, *blocks, last = scale.body
+            for block in blocks:
+                nn.init.zeros_(block.body[2].weight)
+                nn.init.zeros_(block.body[2].bias)
+            centre = first.kernel_size[0] // 2
+            for conv in (first, last):  # weights are (out, in, k, k): channel c of the image <-> feature c
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+                for c in range(3):
+                    conv.weight[c, c, centre, centre] = 1.0
 
     def forward(self, blurred: torch.Tensor) -> list[torch.Tensor]:
         # [-1, 1] is the release's [0, 255] shifted by -127.5 and scaled by 1/127.5.
@@ -146,4 +174,4 @@ def load_official(model: nn.Module, path: Path) -> None:
 
 
 def build(options: Mapping[str, Any]) -> MSResNet:
-    return MSResNet(options["scales"], options["features"], options["blocks"], options["kernel"])
+    return MSResNet(options["scales"], options["features"], options["blocks"], options["kernel"], init=options["init"])

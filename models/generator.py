@@ -16,17 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.init import initialise
+
 BLOCKS = ("msr2b", "res2net", "resnet")
 W0_READINGS = ("identity", "t1")
-
-
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Conv and transposed-conv weights N(0, std), biases 0 (the DeblurGAN lineage; the paper is silent)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.normal_(m.weight, 0.0, std)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -81,6 +74,11 @@ class MSR2B(nn.Module):
         self.Kb = conv(w0_channels + 6 * width, 4 * width, 1)
         self.merge = conv(8 * width, channels, 1)
 
+    @property
+    def branch_end(self) -> nn.Conv2d:
+        """The last conv before ``x + Y`` (zeroed by the ``-identity`` inits)."""
+        return self.merge
+
     def part_b(self, P: torch.Tensor, t1: torch.Tensor) -> torch.Tensor:
         W0 = P if self.w0 == "identity" else t1
         W1 = F.relu(self.K1(P))
@@ -102,6 +100,10 @@ class Res2NetBlock(nn.Module):
         self.part_a = PartA(channels, width)
         self.merge = conv(4 * width, channels, 1)
 
+    @property
+    def branch_end(self) -> nn.Conv2d:
+        return self.merge
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.merge(torch.cat(self.part_a(x), dim=1))
 
@@ -113,6 +115,10 @@ class ResNetBlock(nn.Module):
         super().__init__()
         self.conv1 = conv(channels, channels, 3)
         self.conv2 = conv(channels, channels, 3)
+
+    @property
+    def branch_end(self) -> nn.Conv2d:
+        return self.conv2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(x)))
@@ -129,12 +135,18 @@ def make_block(block: str, channels: int, width: int, w0: str) -> nn.Module:
 
 
 class Generator(nn.Module):
-    """The generator of Fig. 4 with k blocks of type ``block`` (``msr2b``, or the Table 1 ablations)."""
+    """The generator of Fig. 4 with k blocks of type ``block`` (``msr2b``, or the Table 1 ablations).
+
+    ``init`` is a scheme of :mod:`models.init`; the paper is silent. ``normal-0.02`` (DeblurGAN's, made
+    for a network with InstanceNorm after every conv) starves this one, which has none: the residual
+    starts at about 0.01 grey levels and more ReLUs die in training; plain ``he`` grows the activations
+    block by block to several hundred; ``he-identity`` (the default, chosen by the measurement in
+    ``docs/measurements.md``) starts every block and the whole network at the identity."""
 
     size_multiple = 4  # two stride-2 convs
 
     def __init__(self, block: str = "msr2b", k: int = 9, width: int = 32, w0: str = "identity",
-                 channels: int = 256) -> None:
+                 channels: int = 256, init: str = "he-identity") -> None:
         super().__init__()
         if k < 1:
             raise ValueError(f"Generator: k (number of blocks) must be at least 1, not {k}")
@@ -150,7 +162,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(128, 64, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
             conv(64, 3, 1),  # no activation: the residual must be able to go negative
         )
-        init_weights(self)
+        initialise(self, init, output=self.tail[-1], branch_ends=[b.branch_end for b in self.blocks])
 
     def pad_to_multiple(self, x: torch.Tensor) -> torch.Tensor:
         """Pad bottom and right up to a multiple of ``size_multiple``: reflect, or replicate where a
@@ -174,4 +186,5 @@ class Generator(nn.Module):
 
 def build(options: Mapping[str, Any]) -> Generator:
     """The generator of ``baselines/msr2b.py``'s three methods, from their options."""
-    return Generator(block=options["block"], k=options["k"], width=options["width"], w0=options["w0"])
+    return Generator(block=options["block"], k=options["k"], width=options["width"], w0=options["w0"],
+                     init=options["init"])

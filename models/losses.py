@@ -196,15 +196,33 @@ class PerceptualLoss(nn.Module):
         return squared.mean() if self.reduction == "chw" else squared.sum(dim=1).mean()
 
 
-class WeightedPerceptual(nn.Module):
-    """``content_weight`` x MSE between VGG19 conv3_3 features (the paper's lambda x L_pers): the content
-    term of MSR2B, its ablations and DeblurGAN."""
+CONTENT_TERMS = ("perceptual", "l1", "mse")
+
+
+class WeightedContent(nn.Module):
+    """``content_weight`` x the content term ``content`` (the paper's lambda x L_pers): the content term of
+    MSR2B, its ablations and DeblurGAN.
+
+    ``content``: ``perceptual`` (the paper's: MSE between VGG19 conv3_3 features, :class:`PerceptualLoss`)
+    or a pixel loss on the [-1, 1] images, ``l1`` (mean absolute error) or ``mse`` (mean squared error, the
+    loss PSNR measures): the offline profiles' departure, because without the ImageNet weights the
+    perceptual term is a random-feature loss that is measured to pull PSNR below the blurred input
+    (``docs/measurements.md``)."""
 
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__()
         self.weight = float(options["content_weight"])
-        self.perceptual = PerceptualLoss(options["perceptual_weights"], normalize=options["perceptual_normalize"],
-                                         reduction=options.get("perceptual_reduction", "chw"))
+        self.term = options.get("content", "perceptual")
+        if self.term not in CONTENT_TERMS:
+            raise ValueError(f"content must be one of {', '.join(CONTENT_TERMS)}, not {self.term!r}")
+        self.perceptual = None
+        if self.term == "perceptual":
+            self.perceptual = PerceptualLoss(options["perceptual_weights"], normalize=options["perceptual_normalize"],
+                                             reduction=options.get("perceptual_reduction", "chw"))
 
     def forward(self, restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
+        if self.term == "l1":
+            return self.weight * F.l1_loss(restored, sharp)
+        if self.term == "mse":
+            return self.weight * F.mse_loss(restored, sharp)
         return self.weight * self.perceptual(restored, sharp)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmark.weights import read_state, strict_load
+from models.init import initialise
 
 
 class LayerNorm2d(nn.Module):
@@ -89,7 +90,7 @@ class NAFNet(nn.Module):
 
     def __init__(self, width: int = 64, enc_blk_nums: Sequence[int] = (1, 1, 1, 28), middle_blk_num: int = 1,
                  dec_blk_nums: Sequence[int] = (1, 1, 1, 1), local: bool = True, train_size: int = 256,
-                 img_channel: int = 3) -> None:
+                 img_channel: int = 3, init: str = "official") -> None:
         super().__init__()
         if len(enc_blk_nums) != len(dec_blk_nums):
             raise ValueError(f"nafnet options: enc_blk_nums {list(enc_blk_nums)} and dec_blk_nums "
@@ -120,6 +121,7 @@ class NAFNet(nn.Module):
             chan //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(chan, pool(level)) for _ in range(n)]))
         self.padder_size = 2**depth
+        initialise(self, init, output=self.ending)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         h, w = inp.shape[-2:]
@@ -159,4 +161,4 @@ def load_official(model: nn.Module, path: Path) -> None:
 
 def build(options: Mapping[str, Any]) -> NAFNet:
     return NAFNet(options["width"], options["enc_blk_nums"], options["middle_blk_num"], options["dec_blk_nums"],
-                  local=options["local"], train_size=options["train_size"])
+                  local=options["local"], train_size=options["train_size"], init=options["init"])

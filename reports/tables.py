@@ -118,7 +118,8 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n: int, seed: int) -> tuple[f
 
 def training_progress(results: Path) -> pd.DataFrame:
     """How far each trained network got, from its ``run.json``: iterations run against its own schedule
-    and against the paper's 630,900, with the batch, crop and loss conventions it used."""
+    and against the paper's 630,900, with the batch, crop and loss conventions it used, and the training
+    loop's one line when the network ended as the identity (collapsed, or not yet moved: ``health``)."""
     rows = []
     for info_path in sorted((results / "train").glob("*/run.json")):
         info = json.loads(info_path.read_text())
@@ -130,10 +131,11 @@ def training_progress(results: Path) -> pd.DataFrame:
                      "iterations": iterations, "total_iterations": info.get("total_iterations"),
                      "batch_size": batch, "crop": settings.get("crop"), "crops_seen": crops,
                      "paper_iterations": PAPER_ITERATIONS, "fraction_of_paper": crops / PAPER_ITERATIONS,
-                     **{k: settings.get(k, "") for k in ("gp_reduction", "perceptual_reduction", "critic_batches")}})
+                     **{k: settings.get(k, "") for k in ("gp_reduction", "perceptual_reduction", "critic_batches")},
+                     "health": (info.get("health") or {}).get("line") or ""})
     return pd.DataFrame(rows, columns=["run", "method", "iterations", "total_iterations", "batch_size", "crop",
                                        "crops_seen", "paper_iterations", "fraction_of_paper", "gp_reduction",
-                                       "perceptual_reduction", "critic_batches"])
+                                       "perceptual_reduction", "critic_batches", "health"])
 
 
 def crops_seen(iterations: int, batch: int, pairs: int | None) -> int:

@@ -39,7 +39,7 @@ def _profile(name: str = "smoke") -> dict:
     ("deepdeblur", {"kernel": 4}, "option kernel = 4: must be a whole number >= 1 that is odd"),
     ("deblurgan", {"dropout": 1.0}, "option dropout = 1.0: must be a finite number >= 0 and < 1"),
     # a trained method's training settings among its options: the schema's train entry applies
-    ("deblurgan", {"n_critic": 0}, "option n_critic = 0: must be a whole number >= 1"),
+    ("deblurgan", {"n_critic": -1}, "option n_critic = -1: must be a whole number >= 0"),  # 0: content only
     ("deblurgan", {"betas": [0.5]}, "option betas = [0.5]: must be a list of exactly 2 items, each a finite number"),
     ("sun", {"lam": -1e-3}, "option lam = -0.001: must be a finite number > 0"),
 ])
@@ -88,7 +88,8 @@ def test_the_schema_is_strict_about_integers_and_finite_numbers():
     (("fig5", "method"), "msr3b", "config key fig5.method = 'msr3b': not a registered method"),
     (("data", "source"), "real", "config key data: lacks the key gopro (data.source is real: name data.gopro.root"),
     (("methods", "pan"), {"lambda_grad": -1}, "config key methods.pan: option lambda_grad = -1"),
-    (("methods", "deblurgan"), {"train": {"n_critic": 0}}, "config key methods.deblurgan: train setting n_critic = 0"),
+    (("methods", "deblurgan"), {"train": {"n_critic": 2.0}},
+     "config key methods.deblurgan: train setting n_critic = 2.0"),
     (("methods", "wiener"), {"train": {"lr": 1}}, "config key methods.wiener.train: wiener is a classical method"),
     (("methods", "msr3b"), {"k": 1}, "config key methods.msr3b: not a registered method"),
 ])

@@ -147,7 +147,7 @@ def test_a_methods_own_batch_and_crop_survive_unless_the_profile_overrides_them(
     quick = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
     used = {name: method_setup(name, quick, None)[2] for name in ("msr2b", "deblurgan", "deepdeblur")}
     assert {n: (s["batch_size"], s["crop"]) for n, s in used.items()} == {
-        "msr2b": (1, 64), "deblurgan": (1, 64), "deepdeblur": (16, 64)}
+        "msr2b": (8, 64), "deblurgan": (8, 64), "deepdeblur": (8, 64)}
 
 
 def test_deblurgan_keeps_its_official_conventions_whatever_the_profile_sets():

@@ -2,6 +2,7 @@
 the gradient penalty against hand computations, and the perceptual loss's offline behaviour."""
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import init
 from models.critic import PatchCritic
 from models.generator import MSR2B, Generator, Res2NetBlock, ResNetBlock, count_parameters
 from models.losses import (
@@ -29,7 +31,7 @@ def conv_params(c_in: int, c_out: int, kernel: int) -> int:
 @pytest.mark.parametrize("block", ["msr2b", "res2net", "resnet"])
 def test_generator_keeps_odd_sizes_and_range(block):
     torch.manual_seed(0)
-    net = Generator(block, k=2)
+    net = Generator(block, k=2, init="he")
     blurred = torch.rand(1, 3, 37, 53) * 2 - 1
     with torch.no_grad():
         out = net(blurred)
@@ -50,7 +52,7 @@ def test_generator_defaults_keep_shape_including_tiny_inputs():
 def test_padding_is_bottom_right_and_cropped_back():
     # forward(x) must equal the top-left crop of forward(reflect_pad(x)): same residual, same place.
     torch.manual_seed(1)
-    net = Generator("res2net", k=1)
+    net = Generator("res2net", k=1, init="he")
     blurred = torch.rand(1, 3, 37, 53) * 2 - 1
     padded = F.pad(blurred, (0, 3, 0, 3), mode="reflect")
     with torch.no_grad():
@@ -68,9 +70,9 @@ def test_global_skip_and_clamp():
         assert torch.equal(net(blurred), torch.ones_like(blurred))  # clamped to [-1, 1]
 
 
-def test_generator_has_no_normalisation_and_is_initialised_as_stated():
+def test_generator_has_no_normalisation_and_normal_002_is_deblurgans():
     torch.manual_seed(0)
-    net = Generator("resnet", k=3)
+    net = Generator("resnet", k=3, init="normal-0.02")
     norms = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm)
     assert not any(isinstance(m, norms) for m in net.modules())
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)]
@@ -78,6 +80,70 @@ def test_generator_has_no_normalisation_and_is_initialised_as_stated():
     big = torch.cat([m.weight.flatten() for m in convs])
     assert abs(big.mean().item()) < 1e-3 and abs(big.std().item() - 0.02) < 5e-4
     assert net.fusion[0].in_channels == 3 * 256 and net.fusion[0].kernel_size == (1, 1)
+
+
+def test_he_normal_uses_the_inputs_that_reach_one_output():
+    # Transcription: std = sqrt(2 / fan_in); a conv's fan_in = in_channels * k * k; a stride-2 transposed conv's
+    # output pixel sees only every other input position in each direction: in_channels * k * k / 4.
+    torch.manual_seed(0)
+    net = Generator("msr2b", k=2, init="he")
+    layers = {"head.2": (net.head[2], 64 * 3 * 3), "fusion.0": (net.fusion[0], 2 * 256),
+              "tail.0": (net.tail[0], 256 * 3 * 3 / 4), "tail.2": (net.tail[2], 128 * 3 * 3 / 4),
+              "Kb": (net.blocks[0].Kb, 9 * 32)}
+    for name, (layer, fan) in layers.items():
+        expected = math.sqrt(2 / fan)
+        assert abs(layer.weight.std().item() / expected - 1) < 0.05, name
+        assert torch.count_nonzero(layer.bias) == 0, name
+    assert init.fan_in(nn.ConvTranspose2d(256, 128, 3, stride=2)) == 576  # not torch's 128 * 9 = 1152
+
+
+@pytest.mark.parametrize("block", ["msr2b", "res2net", "resnet"])
+def test_identity_inits_start_at_the_input_with_live_activations(block):
+    torch.manual_seed(0)
+    blurred = torch.rand(2, 3, 32, 32) * 2 - 1
+    zero_out = Generator(block, k=3, init="he-zero-out")
+    identity = Generator(block, k=3, init="he-identity")
+    with torch.no_grad():
+        assert torch.equal(zero_out(blurred), blurred) and torch.equal(identity(blurred), blurred)
+        assert all(torch.count_nonzero(b.branch_end.weight) > 0 for b in zero_out.blocks)
+        assert all(torch.count_nonzero(b.branch_end.weight) == 0 for b in identity.blocks)
+        # identity blocks keep the head's scale; He blocks without normalisation grow it block by block
+        head = identity.head(blurred)
+        x_he, x_id = zero_out.head(blurred), head
+        for b_he, b_id in zip(zero_out.blocks, identity.blocks, strict=True):
+            x_he, x_id = b_he(x_he), b_id(x_id)
+        assert torch.equal(x_id, head)
+        assert x_he.pow(2).mean().sqrt() > 3 * zero_out.head(blurred).pow(2).mean().sqrt()
+
+
+def test_every_networks_zero_output_init_starts_at_the_input():
+    from models.deblurgan import DeblurGANGenerator
+    from models.deepdeblur import MSResNet
+    from models.nafnet import NAFNet
+
+    torch.manual_seed(0)
+    blurred = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(DeblurGANGenerator(16, 2, init="normal-0.02-zero-out").eval()(blurred), blurred)
+        unit = (blurred + 1) / 2
+        assert torch.equal(NAFNet(8, [1, 1], 1, [1, 1], local=False, init="official-zero-out")(unit), unit)
+        outputs = MSResNet(3, 8, 2, 5, init="official-identity")(blurred)
+        torch.testing.assert_close(outputs[-1], blurred, atol=1e-6, rtol=0)
+        assert [o.shape[-1] for o in outputs] == [8, 16, 32]
+        # the official inits do not: that is what the offline profiles change
+        assert (DeblurGANGenerator(16, 2).eval()(blurred) - blurred).abs().mean() > 0.05
+        assert (MSResNet(3, 8, 2, 5)(blurred)[-1] - blurred).abs().mean() > 0.05
+
+
+def test_init_schemes_are_checked():
+    from models.deepdeblur import MSResNet
+
+    with pytest.raises(ValueError, match="not one of"):
+        Generator("msr2b", k=1, init="xavier")
+    with pytest.raises(ValueError, match="not input \\+ residual"):
+        MSResNet(3, 8, 1, 5, init="official-zero-out")
+    with pytest.raises(ValueError, match="no residual branches"):
+        init.initialise(nn.Sequential(nn.Conv2d(3, 3, 1)), "he-identity", output=nn.Conv2d(3, 3, 1))
 
 
 def test_unknown_block_lists_valid_ones():

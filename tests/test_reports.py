@@ -128,7 +128,9 @@ def _config(**train) -> dict:
 def test_the_paper_profile_banner_lists_only_the_loss_conventions():
     cfg = _config()
     banner = render.profile_deviations(cfg)
-    assert len(banner) == 3  # timing hardware, gradient penalty on the sum, perceptual MSE
+    # timing hardware, gradient penalty on the sum, perceptual MSE; then the retrained NAFNet's own departures
+    assert len(banner) == 5 and all(line.endswith("(its own: 64).") for line in banner[3:])
+    assert banner[3].startswith("width: Chen et al. (NAFNet) 32") and banner[4].startswith("batch_size:")
     assert any("gp_reduction: sum" in line for line in banner)
     assert any("perceptual_reduction: chw" in line and "0.391" in line for line in banner)
     assert render.pipeline_note(cfg) is None
@@ -279,3 +281,20 @@ def test_comparison_panels_are_pixel_exact(tmp_path):
     whole = np.asarray(Image.open(tmp_path / "c_p0_whole.png"))
     assert whole.shape == (120, 160, 3) and record["whole_scale"] == "×2"
     assert [p["label"] for p in record["panels"]] == ["blurred input", "sharp"]
+
+
+def test_each_offline_departure_is_named_with_the_profiles_reason():
+    cfg = yaml.safe_load((REPO / "config" / "quick.yaml").read_text())
+    banner = render.profile_deviations(cfg)
+    content = next(line for line in banner if line.startswith("Content term: content = l1"))
+    assert content.endswith(cfg["departures"]["content"] + ".")
+    assert any(line.startswith("Training: n_critic = 0 (paper: 5): a WGAN-GP critic") for line in banner)
+    assert any(line.startswith("Training: warmup_iterations = 20 (paper: 0): ") for line in banner)
+    init = next(line for line in banner if line.startswith("init: "))
+    assert "Kupyn et al. [19] normal-0.02-zero-out (its own: normal-0.02)" in init and "identity" in init
+    # no critic, no perceptual term: their conventions are not listed as departures
+    assert not any("gp_reduction" in line or "perceptual_reduction" in line for line in banner)
+    progress = [{"run": "msr2b", "iterations": 83, "batch_size": 1, "fraction_of_paper": 1e-4,
+                 "health": "msr2b: collapsed to the identity at iteration 83: ..."}]
+    assert render.training_lines(progress)[-1] == ("Training health: msr2b: collapsed to the identity at iteration 83: "
+                                                   "....")

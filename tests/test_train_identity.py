@@ -127,7 +127,7 @@ def test_a_checkpoint_cut_short_is_set_aside_and_training_starts_afresh(tiny_gop
     assert (out / "checkpoint.pt.unreadable").stat().st_size == 1000
 
 
-@pytest.mark.parametrize("setting", [{"checkpoint_every": 0}, {"log_every": 0}, {"val_every": 0}, {"n_critic": 0},
+@pytest.mark.parametrize("setting", [{"checkpoint_every": 0}, {"log_every": 0}, {"val_every": 0}, {"n_critic": -1},
                                      {"content_weight": -100}, {"lr_final": -1}, {"lr": float("nan")},
                                      {"batch_size": 2.0}, {"crop": 8}, {"gp_reduction": "max"}, {"betas": [0.5]},
                                      {"epochs_decay": 0, "epochs_constant": 0}, {"learning_rate": 0.1}])

@@ -95,7 +95,7 @@ def test_nested_overrides_are_typed_and_merged_and_parsing_writes_nothing(tmp_pa
                     "results/smoke/data/synthetic.json")
     assert out.returncode == 0, out.stderr[-2000:]
     resolved = (tmp_path / "results" / "smoke" / "config.yaml").read_text()
-    assert "epochs_constant: 3" in resolved and "lr: 0.0002" in resolved and "n_critic: 5" in resolved
+    assert "epochs_constant: 3" in resolved and "lr: 0.0002" in resolved and "n_critic: 0" in resolved
 
 
 LINT_ACCEPTED = {"Specify a conda environment or container for each rule."}  # justified in the Snakefile
