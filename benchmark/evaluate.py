@@ -26,6 +26,7 @@ Nothing here imports torch: a network's model is built by the caller and only pa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -344,6 +345,12 @@ class RestoreRecords:
         write_text_atomic(self._path(item), json.dumps(record, sort_keys=True))
 
 
+def _gone(path: Path, count: int, total: int) -> OSError:
+    """The error of a restore whose written images vanished under it (exit 1: the machine, not the input)."""
+    return OSError(errno.ESTALE, f"{count} of the shard's {total} restored images are gone; was the folder deleted "
+                   "or moved while restore ran? run again", str(path))
+
+
 def restore_shard(method: Any, model: Any, options: Mapping[str, Any], sources: Sequence[SetSource],
                   shard: Shard, out: Path, manifest: Path, ident: Mapping[str, Any], *,
                   progress: bool = True) -> dict[str, Any]:
@@ -371,13 +378,14 @@ def restore_shard(method: Any, model: Any, options: Mapping[str, Any], sources: 
             restored = method.restore(model, blurred, options)
             seconds.append(time.perf_counter() - start)
             write_image(target, restored)
+            if not target.is_file():
+                raise _gone(target, 1, len(mine))
             output_digest = file_digest(target)
             records.finished(item, input_digest, output_digest)
         outputs.append({"set": item.set, "name": item.name, "output": output_digest})
-    gone = [o for o in outputs if not (Path(out) / o["set"] / o["name"]).is_file()]
+    gone = [Path(out) / o["set"] / o["name"] for o in outputs if not (Path(out) / o["set"] / o["name"]).is_file()]
     if gone:  # the output folder was removed or moved while this ran: no manifest may claim them
-        raise RuntimeError(f"{Path(out) / gone[0]['set'] / gone[0]['name']}: {len(gone)} of the shard's {len(outputs)} "
-                           "restored images are gone; was the folder deleted or moved while restore ran? run again")
+        raise _gone(gone[0], len(gone), len(outputs))
     if counts["changed"]:
         print(f"restore shard {shard.tag}: {counts['changed']} images restored again (the method, its options, "
               "its weights or the input changed since they were restored)", flush=True)

@@ -251,9 +251,11 @@ def network_health(net: torch.nn.Module, inputs: torch.Tensor,
     def quantised(x: torch.Tensor) -> torch.Tensor:
         return torch.round((x.float() - low) * scale).clamp(0, 255)
 
-    changed, rms = _read([(quantised(output) != quantised(inputs)).float().mean(),
-                          ((output.clamp(low, high) - inputs.float()) * scale).pow(2).mean().sqrt()])
-    dead = {name: 1.0 - float(live.float().mean()) for name, live in alive.items()}
+    names = list(alive)  # one read from the device for everything (the training loop's rule)
+    changed, rms, *live_shares = _read([(quantised(output) != quantised(inputs)).float().mean(),
+                                        ((output.clamp(low, high) - inputs.float()) * scale).pow(2).mean().sqrt(),
+                                        *(alive[n].float().mean() for n in names)])
+    dead = {name: 1.0 - share for name, share in zip(names, live_shares, strict=True)}
     dead_layers = [name for name, fraction in dead.items() if fraction == 1.0]
     units = sum(len(live) for live in alive.values())
     identity = changed < IDENTITY_CHANGED

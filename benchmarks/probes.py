@@ -122,7 +122,7 @@ def image(path: Path, size=(12, 10), seed=0, mode="RGB") -> Path:
 def weights(folder: Path, *, poison: float | None = None, options=OPTIONS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    state = registry.get("msr2b").build(options).state_dict()
+    state = registry.get("msr2b").build(registry.get("msr2b").options(options)).state_dict()
     if poison is not None:
         next(v for v in state.values() if v.is_floating_point()).view(-1)[0] = poison
     torch.save(state, folder / "model.pt")
@@ -1259,10 +1259,10 @@ def _(t):
 @probe("run identity", "a lengthened schedule without --extend onto a finished run: model.pt kept")
 def _(t):
     args = train_args(t, "--method-config", json.dumps(OPTIONS), "--resume")
-    assert cli(*args).code == 0
+    assert cli(*args, "--train", '{"keep_checkpoint": true}').code == 0  # (the smoke profile drops it at the end)
     before = (t / "run" / "model.pt").read_bytes()
-    (t / "run" / "model.pt").unlink()  # as the workflow leaves a finished run: its checkpoint alone
-    run = cli(*args, "--train", '{"epochs_constant": 2}')
+    (t / "run" / "model.pt").unlink()  # a finished run that kept its checkpoint, without its model.pt
+    run = cli(*args, "--train", '{"keep_checkpoint": true, "epochs_constant": 2}')
     assert (t / "run" / "checkpoint.pt").exists() and before
     return run
 
@@ -1272,7 +1272,7 @@ def _(t):
     args = train_args(t, "--method-config", json.dumps(OPTIONS))
     assert cli(*args).code == 0
     before = (t / "run" / "model.pt").read_bytes()
-    run = cli(*args, "--train", '{"lr": 0.001}')
+    run = cli(*args, "--train", '{"lr": 0.002}')  # the smoke profile's is 0.001
     assert (t / "run" / "model.pt").read_bytes() == before
     return run
 

@@ -50,6 +50,11 @@ class SunCNN(nn.Module):
     for a network trained here, 0..255 for the authors' MatConvNet model.
     """
 
+    @property
+    def min_side(self) -> int:
+        """The smallest image side that the rotated patches around the outermost nodes fit in."""
+        return 2 * border() + 1
+
     def __init__(self, classes: int = len(BASE_LABELS)) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 96, 7), nn.ReLU(True), nn.MaxPool2d(2),
@@ -361,9 +366,9 @@ def node_confidences(model: nn.Module, image: np.ndarray, stride: int = STRIDE, 
 def motion_field(model: nn.Module, image: np.ndarray, options: Mapping[str, Any]
                  ) -> tuple[np.ndarray, np.ndarray]:
     """uint8 H x W x 3 -> per-pixel (length, orientation) as the MRF chooses them."""
-    if min(image.shape[:2]) < 2 * border() + 1:
+    if min(image.shape[:2]) < model.min_side:
         raise ValueError(f"image {image.shape[1]}x{image.shape[0]}: Sun et al.'s rotated 34x34 patches need at "
-                         f"least {2 * border() + 1} pixels on each side")
+                         f"least {model.min_side} pixels on each side")
     labels, reorder = sun_mrf.extended_labels(model.labels.cpu().numpy())
     probs, region, _, _ = node_confidences(model, image, options["patch_stride"], options["mrf_step"])
     device = next(model.parameters()).device

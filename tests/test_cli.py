@@ -21,7 +21,7 @@ def weights(tmp_path_factory):
     """Weights as `deblurbench train` leaves them: model.pt with run.json (its options) beside it."""
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    model = registry.get("msr2b").build(OPTIONS)
+    model = registry.get("msr2b").build(registry.get("msr2b").options(OPTIONS))
     torch.save(model.state_dict(), run / "model.pt")
     (run / "run.json").write_text(json.dumps({"method": "msr2b", "options": OPTIONS}))
     return run / "model.pt"

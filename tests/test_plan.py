@@ -166,7 +166,7 @@ def test_plan_takes_a_profile_name_and_warns_before_probing_paper_sizes_on_a_cpu
     assert paper_sizes_on_cpu(training_jobs(yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())),
                               torch.device("cpu")) is None
     assert main(["plan", "--config", "no-such-profile"]) == 2
-    assert "profiles: paper, quick, smoke" in capsys.readouterr().err
+    assert "profiles: paper, quick, reduced, smoke" in capsys.readouterr().err
 
 
 # -- the evaluation ---------------------------------------------------------------------------------------

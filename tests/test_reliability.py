@@ -52,7 +52,7 @@ def server():
 def weights(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     torch.manual_seed(0)
-    torch.save(registry.get("msr2b").build(OPTIONS).state_dict(), run / "model.pt")
+    torch.save(registry.get("msr2b").build(registry.get("msr2b").options(OPTIONS)).state_dict(), run / "model.pt")
     (run / "run.json").write_text(json.dumps({"method": "msr2b", "options": OPTIONS}))
     return run / "model.pt"
 
@@ -119,7 +119,7 @@ def test_a_download_that_differs_from_the_lock_is_kept_and_the_way_out_named(ser
 # -- 3. useless results -------------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_weights_are_refused_at_load(tmp_path, capsys, value):
-    state = registry.get("msr2b").build(OPTIONS).state_dict()
+    state = registry.get("msr2b").build(registry.get("msr2b").options(OPTIONS)).state_dict()
     first = next(k for k, v in state.items() if v.is_floating_point())
     state[first].view(-1)[0] = value
     bad = tmp_path / "bad.pt"
@@ -468,21 +468,23 @@ def test_deblur_is_not_a_success_when_written_outputs_disappear(tmp_path, capsys
     assert str(tmp_path / "album_blurred") in err
 
 
-def test_a_staging_folder_removed_midway_is_noticed_and_nothing_is_renamed_into_place(tiny_gopro, tmp_path,
-                                                                                    monkeypatch, capsys):
+def test_an_output_folder_removed_midway_is_noticed_and_no_manifest_claims_it(tiny_gopro, tmp_path, monkeypatch,
+                                                                             capsys):
+    """Restore writes each image in place (so a killed shard resumes); a folder deleted under it must not end in a
+    manifest that lists images which are gone."""
     write, written = data_module.write_image, []
 
     def write_then_remove(path, array):
         write(path, array)
         written.append(path)
         if len(written) == 1:
-            shutil.rmtree(next(p for p in tmp_path.iterdir() if p.name.startswith(".r.tmp-")))
+            shutil.rmtree(tmp_path / "r")
 
     monkeypatch.setattr(data_module, "write_image", write_then_remove)
     assert main(["restore", "--method", "blurred", "--gopro", str(tiny_gopro), "--out", str(tmp_path / "r"),
                  "--quiet"]) == EXIT_FAILURE
-    _one_line(capsys, "was removed while this command filled it", "nothing was written to")
-    assert not (tmp_path / "r").exists() and _leftovers(tmp_path) == []
+    _one_line(capsys, str(written[0]), "restored images are gone", "run again")
+    assert not list(tmp_path.rglob("shard-*.json")) and not list(tmp_path.rglob("*.tmp-*"))
 
 
 def test_temporaries_of_killed_deblur_and_cache_runs_are_swept(tiny_gopro, tmp_path):

@@ -147,7 +147,8 @@ def test_paper_profile_dry_run_lists_the_full_dag(tmp_path):
     trained = [m.name for m in registry.available() if m.kind == "trained"]
     counts = {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", text, re.M)}
     assert counts["train"] == len(trained) + 5  # + the Fig. 5 sweep k in {1, 3, 5, 7, 11}
-    assert counts["fetch"] == 3 and counts["prepare"] == 2  # GOPRO, Köhler (+ VGG19 weights)
+    # GOPRO, Köhler, HIDE, RealBlur (one archive, J and R) verified; + VGG19's weights and EPLL's GMM for Sun et al.
+    assert counts["fetch"] == 6 and counts["prepare"] == 4
     assert counts["time"] == len(registry.available())
     # GOPRO's 1111 test images and Köhler's 48 in shards of evaluation.shard_size (the main model: also blur_gamma)
     sizes = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["evaluation"]["shard_size"]
@@ -231,8 +232,8 @@ def test_seeds_give_mean_and_std_in_tables_1_and_2(smoke_run, plugin_env):
     html = (results / "report" / "index.html").read_text()
     start1, start2 = html.index('id="table1"'), html.index('id="table2"')
     table1_html, table2_html = html[start1:start2], html[start2:]
-    assert re.search(r"\d+\.\d\d ± \d+\.\d\d", table1_html)
-    assert re.search(r"\d+\.\d\d ± \d+\.\d\d", table2_html)
+    assert re.search(r"\d+\.\d{2,} ± \d+\.\d{2,}", table1_html)  # decimals: enough to tell rows apart
+    assert re.search(r"\d+\.\d{2,} ± \d+\.\d{2,}", table2_html)
     diffs = pd.read_csv(results / "report" / "table1_differences.csv")
     images = len(read_scores(results, "msr2b", "gopro"))
     assert (diffs.images == 2 * images).all()  # each image paired within each of the two seeds
