@@ -100,6 +100,12 @@ class Job:
     settings: dict[str, Any] = field(hash=False)
     pairs: int
     iterations: int
+    timed_as: str  # the run whose time per iteration this one takes (another seed trains at the same speed)
+
+
+def timed_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """The jobs to time: one per method and options (a method's other seeds take their time from it)."""
+    return [j for j in jobs if j.run == j.timed_as]
 
 
 def train_pairs(cfg: Mapping[str, Any]) -> int:
@@ -112,21 +118,20 @@ def train_pairs(cfg: Mapping[str, Any]) -> int:
 
 
 def training_jobs(cfg: Mapping[str, Any]) -> list[Job]:
-    """The DAG's training runs, as ``rules/common.smk`` names them (every trained method, then the
+    """The DAG's training runs as ``benchmark/runs.py`` names them (every trained method and seed, then the
     Fig. 5 sweep's extra k values), with the settings each run's ``deblurbench train`` would use."""
-    from benchmark import registry
+    from benchmark import runs
     from benchmark.train import method_setup
 
-    sweep = registry.get(cfg["fig5"]["method"])
-    runs = [(m.name, m.name, {}) for m in registry.available() if m.kind == "trained"]
-    runs += [(f"{sweep.name}-k{k}", sweep.name, {"k": k}) for k in cfg["fig5"]["k"] if k != sweep.defaults.get("k")]
     pairs = train_pairs(cfg)
     jobs = []
-    for run, name, extra in runs:
-        method, options, settings = method_setup(name, cfg, extra)
+    for run in runs.plan(cfg).values():
+        method, options, settings = method_setup(run.method, cfg, run.options)
         per_epoch = math.ceil(pairs / settings["batch_size"])
         epochs = settings["epochs_constant"] + settings["epochs_decay"]
-        jobs.append(Job(run, name, options, settings, pairs, epochs * per_epoch))
+        timed_as = run.name if run.options else runs.run_name(run.method, cfg["train"]["seed"], cfg)
+        jobs.append(Job(run.name, run.method, options, {**settings, "seed": run.seed}, pairs, epochs * per_epoch,
+                        timed_as))
     return jobs
 
 
@@ -221,7 +226,7 @@ def estimate(jobs: Sequence[Job], ms_per_iteration: Mapping[str, float]) -> dict
     A job without its own measurement is left out of the walls and named in ``unmeasured``."""
     rows, unmeasured = [], []
     for job in jobs:
-        ms = ms_per_iteration.get(job.run)
+        ms = ms_per_iteration.get(job.timed_as)
         if ms is None:
             unmeasured.append(job.run)
         rows.append({"run": job.run, "method": job.method, "iterations": job.iterations,
@@ -337,7 +342,7 @@ def make_plan(cfg: Mapping[str, Any], *, gpu_check: Path | None, probe_seconds: 
         if warning and warn is not None:
             warn(warning)
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            times, notes = probe_times(jobs, device, seconds, Path(tmp), started=started)
+            times, notes = probe_times(timed_jobs(jobs), device, seconds, Path(tmp), started=started)
         from benchmark.timing import hardware
 
         where, measured_on = hardware(device), device.type

@@ -38,7 +38,7 @@ import yaml  # noqa: E402
 
 from benchmark import registry  # noqa: E402
 from benchmark.inference import for_inference  # noqa: E402
-from benchmark.plan import estimate, format_plan, probe, training_jobs  # noqa: E402
+from benchmark.plan import estimate, format_plan, probe, timed_jobs, training_jobs  # noqa: E402
 from benchmark.timing import hardware, time_method  # noqa: E402
 
 NETWORKS = ("msr2b", "res2net", "resnet", "deblurgan", "deepdeblur", "nafnet")
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                       for k, v in sizes.items()}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        record["training"] = check_training(jobs, device, sizes, work, args.compile, precision, args.tiny)
+        record["training"] = check_training(timed_jobs(jobs), device, sizes, work, args.compile, precision, args.tiny)
         record["inference"] = check_inference(cfg, device, sizes)
         times = {t["run"]: t["ms_per_iteration"] for t in record["training"]
                  if t.get("precision") == precision and t.get("compiled") == "none" and "ms_per_iteration" in t}

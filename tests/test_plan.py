@@ -16,6 +16,7 @@ from benchmark.plan import (
     evaluation_seconds,
     probe_restores,
     schedule_wall,
+    timed_jobs,
     training_jobs,
 )
 
@@ -33,6 +34,17 @@ def test_paper_profile_jobs_are_the_dags_trainings():
     assert jobs["msr2b"].iterations == 300 * 2103 == 630_900
     assert jobs["deepdeblur"].iterations == 300 * 132  # batch 16: ceil(2103 / 16) iterations an epoch
     assert jobs["msr2b-k3"].options["k"] == 3 and jobs["deblurgan"].settings["epochs_constant"] == 150
+
+
+def test_each_seed_is_a_training_of_its_own_timed_as_the_base_seed():
+    """Seeds are separate trainings in the DAG (benchmark/runs.py), so they count in the plan; they train at
+    the same speed, so only the base seed's run is probed and the others take its time."""
+    jobs = {j.run: j for j in training_jobs(_paper() | {"seeds": [0, 2]})}
+    assert {"msr2b", "msr2b-s2", "nafnet-s2"} <= set(jobs) and "msr2b-k3-s2" not in jobs
+    assert jobs["msr2b-s2"].settings["seed"] == 2 and jobs["msr2b-s2"].timed_as == "msr2b"
+    assert timed_jobs(list(jobs.values())) == [j for j in jobs.values() if not j.run.endswith("-s2")]
+    row = {r["run"]: r for r in estimate(list(jobs.values()), {"msr2b": 25.0})["jobs"]}
+    assert row["msr2b-s2"]["hours"] == row["msr2b"]["hours"] == pytest.approx(630_900 * 25 / 3.6e6)
 
 
 def test_wall_time_places_the_longest_job_first_on_the_gpu_free_first():
