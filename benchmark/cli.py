@@ -52,13 +52,18 @@ def profile_file(value: str) -> Path:
     return path
 
 
+def profile_names() -> list[str]:
+    """The profiles shipped in ``config/`` (every YAML there but the schema)."""
+    return sorted(p.stem for p in PROFILES.glob("*.yaml") if p.stem != "schema")
+
+
 def load_profile(path: Path | None) -> dict[str, Any]:
     """A profile YAML from ``config/`` (or any file of that shape); ``{}`` when none is given."""
     if path is None:
         return {}
     if not Path(path).exists():
-        names = sorted(p.stem for p in PROFILES.glob("*.yaml") if p.stem != "schema")
-        raise CliError(f"--config {path}: no such file, nor a profile of that name (profiles: {', '.join(names)})")
+        raise CliError(f"--config {path}: no such file, nor a profile of that name (profiles: "
+                       f"{', '.join(profile_names())})")
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
@@ -553,7 +558,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, *, device: bool = False, config: bool = True) -> None:
     if config:
         p.add_argument("--config", type=profile_file,
-                       help="profile: a name (quick, smoke, paper) or a YAML file (config/quick.yaml, ...)")
+                       help=f"profile: a name ({', '.join(profile_names())}) or a YAML file (config/quick.yaml, ...)")
     if device:
         p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                        help="where to run (default: auto = cuda if available)")
