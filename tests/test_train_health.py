@@ -49,7 +49,11 @@ def test_health_tells_collapsed_from_not_yet_moved_from_learning():
     assert line.startswith("msr2b-s1: collapsed to the identity at iteration 83")
     assert "relu" in line and "\n" not in line
     assert health_line("msr2b", 5, still).startswith("msr2b: still the identity at iteration 5")
-    assert health_line("msr2b", 5, moving) is None
+    assert health_line("msr2b", 5, moving) is None and not moving["saturated"]
+    # diverged into the output clamp (as a reduced-profile ResNet seed did: 4.5 dB): white everywhere
+    blown = network_health(Residual(bias=1.0, out_weight=1.0), x)
+    assert blown["saturated"] and blown["clipped"] == 1.0 and blown["input_clipped"] < 0.02
+    assert health_line("resnet", 360, blown).startswith("resnet: saturated at iteration 360: 100.0% of its output")
 
 
 def test_a_collapsed_training_is_said_in_the_log_and_its_health_record(tiny_cache, tmp_path, capsys):
