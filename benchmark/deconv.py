@@ -488,3 +488,18 @@ def outlier_deconvolve(blurred: np.ndarray, kernel: np.ndarray, *, lam: float = 
         return _channels_last(a[:, :height, :width], had_channels)
 
     return OutlierDeconvolution(crop(x), crop(inlier), crop(weights), _channels_last(x, had_channels))
+
+
+def kernel_correlation(reference: np.ndarray, estimate: np.ndarray, max_shift: int = 3) -> float:
+    """Largest normalised cross-correlation of two kernels over shifts of up to ``max_shift`` pixels."""
+    side = max(reference.shape[0], estimate.shape[0]) + 2 * max_shift
+
+    def centred(k: np.ndarray) -> np.ndarray:
+        out = np.zeros((side, side))
+        top = (side - k.shape[0]) // 2
+        out[top:top + k.shape[0], top:top + k.shape[1]] = k
+        return out / np.linalg.norm(k)
+
+    a, b = centred(reference), centred(estimate)
+    shifts = range(-max_shift, max_shift + 1)
+    return max(float(np.sum(a * np.roll(b, (dy, dx), axis=(0, 1)))) for dy in shifts for dx in shifts)

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.files import read_csv, write_text_atomic
+from benchmark.files import file_digest, read_csv, write_text_atomic
 
 STATE_DIR = ".state"
 SHARD_RECORD = "shard.json"
@@ -294,14 +294,6 @@ def evaluation_items(sources: Sequence[SetSource]) -> tuple[list[Item], dict[str
 
 
 # -- restore --------------------------------------------------------------------------------------
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def identity(method: str, options: Mapping[str, Any], weights: Path | None) -> dict[str, Any]:
     """What defines a restore shard's results: the method, its options (paths of shared kernel folders
     aside) and the digest of its weights file."""

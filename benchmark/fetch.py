@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import http.client
 import json
 import math
@@ -37,7 +36,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from benchmark.files import sweep_stale, temporary_sibling, write_text_atomic
+from benchmark.files import file_digest, sweep_stale, temporary_sibling, write_text_atomic
 from benchmark.prepare import GOPRO_COUNTS, KOHLER_FRAMES
 
 CHUNK = 1 << 20
@@ -81,14 +80,6 @@ TOP_LEVEL: dict[str, frozenset[str]] = {
 
 class FetchError(RuntimeError):
     """A download or an archive that cannot be trusted; the message names the file."""
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # Every download is capped: in size (``--max-size``; by default the unpack limit's multiple of the expected

@@ -17,6 +17,7 @@ rename would carry into place and leave unreadable to colleagues sharing the res
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -277,3 +278,12 @@ def read_csv(path: Path | Any, **read: Any) -> Any:
     if text_columns:
         frame = frame.assign(**{c: frame[c].map(_restored) for c in text_columns})
     return frame
+
+
+def file_digest(path: Path | str, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (read in 1 MiB chunks): downloads, weights and restored images."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

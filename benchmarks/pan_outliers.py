@@ -40,7 +40,7 @@ from skimage.color import rgb2gray  # noqa: E402
 
 from baselines import pan  # noqa: E402
 from benchmark import registry  # noqa: E402
-from benchmark.deconv import irls_deconvolve, outlier_deconvolve  # noqa: E402
+from benchmark.deconv import irls_deconvolve, kernel_correlation, outlier_deconvolve  # noqa: E402
 from benchmark.metrics import psnr  # noqa: E402
 from benchmark.synthetic import TEST_PHOTOS, CameraShake, load_photo  # noqa: E402
 
@@ -82,21 +82,6 @@ def make_case(photo: str, index: int, size: int, gain: float, lights: int, light
     blurred = np.clip(blurred, 0.0, 1.0) + noise * rng.standard_normal(blurred.shape)
     quantise = lambda v: np.round(np.clip(v, 0.0, 1.0) * 255).astype(np.uint8)  # noqa: E731
     return quantise(blurred), quantise(scene), kernel
-
-
-def kernel_correlation(reference: np.ndarray, estimate: np.ndarray, max_shift: int = 3) -> float:
-    """Largest normalised cross-correlation of two kernels over shifts of up to ``max_shift`` pixels."""
-    side = max(reference.shape[0], estimate.shape[0]) + 2 * max_shift
-
-    def centred(k: np.ndarray) -> np.ndarray:
-        out = np.zeros((side, side))
-        top = (side - k.shape[0]) // 2
-        out[top:top + k.shape[0], top:top + k.shape[1]] = k
-        return out / np.linalg.norm(k)
-
-    a, b = centred(reference), centred(estimate)
-    shifts = range(-max_shift, max_shift + 1)
-    return max(float(np.sum(a * np.roll(b, (dy, dx), axis=(0, 1)))) for dy in shifts for dx in shifts)
 
 
 def final_step(blurred: np.ndarray, kernel: np.ndarray, options: dict) -> np.ndarray:

@@ -9,7 +9,6 @@ Two reductions the paper leaves to the reader are named options (SPEC section 4)
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from benchmark.files import file_digest
 
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILE}"
@@ -109,14 +110,6 @@ def vgg19_weights_path(cache_dir: Path | None = None) -> Path:
     return Path(cache_dir or Path(torch.hub.get_dir()) / "checkpoints") / VGG19_FILE
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = None) -> nn.Sequential:
     """VGG19 ``features[:15]``, frozen and in eval mode.
 
@@ -131,7 +124,7 @@ def load_vgg19_features(weights: str, seed: int = 0, cache_dir: Path | None = No
                 f"{path}: the ImageNet VGG19 weights are not there. Run `deblurbench fetch vgg19`, "
                 f"or download {VGG19_URL} into {path.parent}, "
                 "or use perceptual_weights: random (a deviation from the paper).")
-        actual = sha256_of(path)
+        actual = file_digest(path)
         if actual != VGG19_SHA256:
             raise ValueError(f"{path}: SHA-256 {actual} is not the expected {VGG19_SHA256} "
                              "(a partial or corrupted download?); delete the file and fetch it again")
