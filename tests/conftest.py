@@ -18,6 +18,18 @@ from benchmark.synthetic import synthesise_gopro
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Fixtures whose one run many tests share, in their collection order (the seeds test adds to the smoke run's
+# results last): under pytest-xdist (pyproject.toml) each group runs on one worker, so each runs once.
+SHARED_RUNS = {"smoke_run": "smoke", "paper_run": "paper"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = next((SHARED_RUNS[f] for f in getattr(item, "fixturenames", ()) if f in SHARED_RUNS), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _one_thread():
     # Tests share 2 cores with each other's subprocesses; one thread each keeps timings sane.
