@@ -34,7 +34,7 @@ from benchmark.weights import UnreadableWeights, torch_file
 from models.losses import bce_discriminator_loss, bce_generator_loss, critic_loss, generator_adversarial_loss
 
 LOG_FIELDS = ("iteration", "epoch", "lr", "loss_critic", "gradient_penalty", "loss_adversarial", "loss_content",
-              "residual_rms", "dead_relu", "dead_relu_max")
+              "grad_norm", "residual_rms", "dead_relu", "dead_relu_max")
 # The output "rounds to the input" when fewer than this share of its uint8 values differ from the input's.
 IDENTITY_CHANGED = 1e-3
 # A network whose output is clipped to 0 or 255 on this much more of its values than the input is has diverged
@@ -477,6 +477,10 @@ class Trainer:
                 stats["loss_adversarial"] = adversarial.detach()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        # the generator's global gradient norm (log.csv: a spike of 100x its usual size precedes the collapses and
+        # divergences of docs/measurements.md); a 0-d tensor on the device, read with the losses
+        stats["grad_norm"] = torch.nn.utils.get_total_norm(
+            [p.grad for p in self.generator.parameters() if p.grad is not None], foreach=True)
         self.opt_g.step()
         return stats
 

@@ -56,6 +56,7 @@ def test_the_training_loop_makes_the_generator_learn(pairs, tmp_path):
     print(f"loss {first:.4f} -> {last:.4f}, residual {residual:.2f} grey levels, "
           f"PSNR {psnr[0]:.2f} -> {psnr[-1]:.2f} dB")
     assert float(log[0]["residual_rms"]) < 1.0  # it starts at (almost) the identity
+    assert all(float(r["grad_norm"]) > 0 for r in log)  # the generator's gradient norm, every logged iteration
     assert last < (1 - LOSS_FALL) * first, f"the content loss did not fall: {first:.4f} -> {last:.4f}"
     assert residual > RESIDUAL_GREY_LEVELS, f"the residual stayed at {residual:.3f} grey levels"
     assert psnr[-1] > psnr[0] + PSNR_GAIN_DB, f"PSNR on the training pairs {psnr[0]:.2f} -> {psnr[-1]:.2f} dB"

@@ -102,4 +102,4 @@ def test_no_critic_steps_means_no_critic_and_no_adversarial_term(tiny_cache, tmp
     settings = train_settings(TINY, method, None)
     trainer = Trainer(method, method.options({"k": 1, "width": 8}), settings, CropSampler(tiny_cache, 32, 0),
                       tmp_path, torch.device("cpu"))
-    assert trainer.critic is None and set(trainer.step()) == {"loss_content"}
+    assert trainer.critic is None and set(trainer.step()) == {"loss_content", "grad_norm"}
